@@ -1,0 +1,124 @@
+//! Typed, prefixed, opaque identifiers (`org_…`, `key_…`, …), never sequential.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::base62;
+
+/// Number of random base62 characters after the prefix (about 143 bits).
+const RANDOM_LEN: usize = 24;
+
+/// An identifier string did not have the expected prefix or shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a valid {kind} id (expected {prefix}_ followed by letters and digits)")]
+pub struct InvalidId {
+    pub kind: &'static str,
+    pub prefix: &'static str,
+    pub value: String,
+}
+
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A fresh random id.
+            pub fn generate() -> Self {
+                let mut s = String::with_capacity($prefix.len() + 1 + RANDOM_LEN);
+                s.push_str($prefix);
+                s.push('_');
+                base62::push_random(&mut s, &mut rand::rng(), RANDOM_LEN);
+                Self(s)
+            }
+
+            /// Parses an id presented by a client.
+            pub fn parse(s: &str) -> Result<Self, InvalidId> {
+                let ok = s
+                    .strip_prefix($prefix)
+                    .and_then(|rest| rest.strip_prefix('_'))
+                    .is_some_and(|rest| {
+                        (1..=64).contains(&rest.len()) && rest.bytes().all(base62::is_base62)
+                    });
+                if ok {
+                    Ok(Self(s.to_string()))
+                } else {
+                    Err(InvalidId { kind: $kind, prefix: $prefix, value: s.chars().take(80).collect() })
+                }
+            }
+
+            /// Wraps an id read back from storage, which wrote it.
+            pub fn from_stored(s: String) -> Self {
+                Self(s)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+typed_id!(/// An organization (a customer).
+    OrgId, "org", "organization");
+typed_id!(/// A person who signs in to the dashboard.
+    UserId, "usr", "user");
+typed_id!(/// A team inside an organization.
+    TeamId, "team", "team");
+typed_id!(/// An API agent: a named set of capabilities.
+    AgentId, "agt", "agent");
+typed_id!(/// An API key record (never the secret).
+    KeyId, "key", "key");
+typed_id!(/// An audit event.
+    EventId, "evt", "audit event");
+typed_id!(/// A website of the content API.
+    WebsiteId, "web", "website");
+typed_id!(/// A blog post.
+    BlogId, "blg", "blog");
+typed_id!(/// A blog category.
+    CategoryId, "cat", "category");
+typed_id!(/// A blog tag.
+    TagId, "tag", "tag");
+typed_id!(/// A content generation job.
+    GenerationId, "gen", "generation");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_check_their_prefix() {
+        let id = KeyId::generate();
+        assert!(id.as_str().starts_with("key_"));
+        assert_eq!(KeyId::parse(id.as_str()).unwrap(), id);
+        assert!(KeyId::parse("agt_abc").is_err());
+        assert!(KeyId::parse("key_").is_err());
+        assert!(KeyId::parse("key_a-b").is_err());
+        assert!(KeyId::parse("1").is_err());
+        assert_ne!(KeyId::generate(), KeyId::generate());
+    }
+}
