@@ -1,1 +1,48 @@
+//! keyward storage: one implementation that runs on SQLite and on PostgreSQL.
+//!
+//! Queries are written once in the SQL both engines accept (`$N` placeholders, integers for
+//! times) and run through sqlx's `Any` driver; each engine has its own migrations tree.
+//! Every function that touches tenant data takes the organization (and, where it applies, a
+//! team [`Scope`]) as a parameter and filters in SQL: there is no helper that could forget it.
+//! The functions take a connection, so the service layer can put a change and its audit event
+//! in one transaction.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod agents;
+pub mod audit;
+mod connect;
+mod error;
+pub mod keys;
+mod migrate;
+pub mod orgs;
+pub mod page;
+pub mod teams;
+pub mod users;
+
+pub use connect::{Backend, Store, Tx};
+pub use error::StoreError;
+pub use page::{Cursor, Page, PageRequest};
+
+use keyward_core::{OrgId, TeamId};
+
+/// The tenant boundary of a query: an organization, optionally narrowed to one team.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    pub org: OrgId,
+    /// `Some` for a team-scoped caller: only records of this team are visible.
+    pub team: Option<TeamId>,
+}
+
+impl Scope {
+    pub fn org(org: OrgId) -> Self {
+        Self { org, team: None }
+    }
+
+    pub fn team(org: OrgId, team: TeamId) -> Self {
+        Self { org, team: Some(team) }
+    }
+}
+
+/// The connection type every query function takes.
+pub type Conn = sqlx::AnyConnection;

@@ -1,0 +1,67 @@
+//! A small migration runner: numbered SQL files per engine, applied in order, each in its
+//! own transaction, recorded in `keyward_migrations`.
+
+use sqlx::Executor;
+
+use crate::{Backend, Store, StoreError};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "core",
+    sqlite: include_str!("../migrations/sqlite/0001_core.sql"),
+    postgres: include_str!("../migrations/postgres/0001_core.sql"),
+}];
+
+/// Arbitrary constant naming keyward's advisory lock on PostgreSQL.
+const PG_MIGRATION_LOCK: i64 = 0x6b65_7977_6172_64;
+
+pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    if store.backend() == Backend::Postgres {
+        // Several nodes may start together; the lock is released when the transaction ends.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PG_MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS keyward_migrations (
+            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM keyward_migrations")
+        .fetch_all(&mut *tx)
+        .await?;
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        let sql = match store.backend() {
+            Backend::Sqlite => m.sqlite,
+            Backend::Postgres => m.postgres,
+        };
+        let fail = |source| StoreError::Migration { version: m.version, name: m.name, source };
+        tx.execute(sqlx::raw_sql(sql)).await.map_err(fail)?;
+        sqlx::query("INSERT INTO keyward_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
