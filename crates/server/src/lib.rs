@@ -1,1 +1,19 @@
+//! keyward's application: the service layer shared by the HTTP API and the command line,
+//! the HTTP server itself, and the background tasks that keep it honest.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod password;
+pub mod recorder;
+pub mod service;
+pub mod views;
+
+pub use app::Application;
+pub use clock::Clock;
+pub use config::Config;
+pub use service::{Caller, Service, ServiceError};

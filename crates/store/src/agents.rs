@@ -154,3 +154,14 @@ pub async fn mark_deleted(conn: &mut Conn, org: &OrgId, id: &AgentId, now: UnixM
         .await?;
     Ok(())
 }
+
+/// An agent of `org`, deleted or not: a deleted agent's capabilities still bound who may act
+/// on its (revoked) keys.
+pub async fn get_including_deleted(conn: &mut Conn, org: &OrgId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM agents a WHERE a.organization_id = $1 AND a.id = $2"))
+        .bind(org.as_str())
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}

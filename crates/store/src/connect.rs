@@ -122,6 +122,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Commits a write transaction.
+pub async fn commit(tx: Tx) -> Result<(), StoreError> {
+    Ok(tx.commit().await?)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

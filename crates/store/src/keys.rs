@@ -148,10 +148,10 @@ pub async fn list(
 
 /// Writes a key's changeable fields (name, rate-limit override, expiry) back.
 pub async fn update(conn: &mut Conn, scope: &Scope, key: &KeyRecord) -> Result<(), StoreError> {
-    sqlx::query(&format!(
+    sqlx::query(
         "UPDATE api_keys SET name = $3, rate_limit = $4, rate_window = $5, expires_at = $6
-         WHERE id = $7 AND organization_id = $1 AND ($2 = '' OR team_id = $2)"
-    ))
+         WHERE id = $7 AND organization_id = $1 AND ($2 = '' OR team_id = $2)",
+    )
     .bind(scope.org.as_str())
     .bind(scope_team(scope))
     .bind(&key.name)

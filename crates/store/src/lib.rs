@@ -20,7 +20,7 @@ pub mod page;
 pub mod teams;
 pub mod users;
 
-pub use connect::{Backend, Store, Tx};
+pub use connect::{commit, redact_url, Backend, Store, Tx};
 pub use error::StoreError;
 pub use page::{Cursor, Page, PageRequest};
 

@@ -20,7 +20,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 /// Arbitrary constant naming keyward's advisory lock on PostgreSQL.
-const PG_MIGRATION_LOCK: i64 = 0x6b65_7977_6172_64;
+const PG_MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264;
 
 pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
     let mut tx = store.begin().await?;

@@ -42,7 +42,7 @@ impl PageRequest {
 
     /// Rows to fetch: one more than asked, to learn whether another page exists.
     pub(crate) fn fetch_limit(&self) -> i64 {
-        i64::from(self.limit).saturating_add(1).min(i64::MAX)
+        i64::from(self.limit).saturating_add(1)
     }
 
     /// The cursor as bind values; with no cursor, a position after everything.

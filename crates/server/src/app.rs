@@ -1,0 +1,57 @@
+//! The application: a bound listener, the router and the background tasks around it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_store::Store;
+use tokio::net::TcpListener;
+
+use crate::http::{router, AppState};
+use crate::recorder::UsageRecorder;
+use crate::{Config, Service};
+
+/// How often key usage gathered in memory is written.
+const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `listen` (port 0 picks a free port) over an already migrated store.
+    pub async fn build(listen: &str, store: Store, config: Config) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let service = Service::new(store, Arc::new(config));
+        Ok(Self { listener, state: AppState { service, recorder: UsageRecorder::default() } })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.state.service
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and writes the
+    /// usage still held in memory.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let store = self.state.service.store().clone();
+        let recorder = self.state.recorder.clone();
+        let flusher = recorder.spawn_flusher(store.clone(), USAGE_FLUSH_EVERY);
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        flusher.abort();
+        recorder.flush(&store).await;
+        served.map_err(Into::into)
+    }
+}

@@ -1,0 +1,42 @@
+//! The typed runtime configuration of the application. The binary builds it from its
+//! layered settings (defaults, `keyward.toml`, environment, flags).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use keyward_core::{CapabilityCatalog, KeyPrefix, Plan};
+
+use crate::Clock;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub key_prefix: KeyPrefix,
+    /// Plans by name.
+    pub plans: BTreeMap<String, Plan>,
+    pub capabilities: CapabilityCatalog,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// How often changes made by other processes are picked up.
+    pub change_watch: Duration,
+    pub clock: Clock,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            key_prefix: KeyPrefix::default(),
+            plans: Plan::built_in().into_iter().map(|p| (p.name.clone(), p)).collect(),
+            capabilities: CapabilityCatalog::default(),
+            trusted_proxies: vec!["127.0.0.1/32".parse().unwrap_or_else(|_| IpNet::default())],
+            change_watch: Duration::from_millis(250),
+            clock: Clock::system(),
+        }
+    }
+}
+
+impl Config {
+    pub fn plan(&self, name: &str) -> Option<&Plan> {
+        self.plans.get(name)
+    }
+}

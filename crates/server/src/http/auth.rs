@@ -1,0 +1,178 @@
+//! Authenticating requests with an API key, in the order of SPEC §3.
+//!
+//! `reject_keys_in_query` guards all of `/v1`; `authenticate` runs on every `/v1` route that
+//! takes a key, before the handler and so before any body is read; [`Auth`] then checks the
+//! capability the handler needs.
+
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::extract::ClientInfo;
+use super::AppState;
+use crate::service::Principal;
+use crate::Caller;
+
+/// Query parameter names that carry a key in the URL, where it would end up in logs.
+const KEY_QUERY_PARAMS: &[&str] = &["api_key", "apikey", "key", "access_token"];
+
+pub async fn reject_keys_in_query(req: Request, next: Next) -> Response {
+    let in_query = req.uri().query().is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(name, _)| KEY_QUERY_PARAMS.contains(&name.as_ref()))
+    });
+    if in_query {
+        return ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "key_in_query",
+            "API keys must not be sent in the URL, where they end up in logs. Send the key in the \
+             'Authorization: Bearer <key>' or 'X-API-Key' header, and revoke any key that was sent in a URL.",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// The presented credential, or the §3 error for how it was presented.
+pub fn credential(headers: &HeaderMap) -> Result<String, ApiError> {
+    let conflicting = || {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "conflicting_credentials",
+            "The request carries more than one different credential. Send the key once, in one header.",
+        )
+    };
+    let mut auth_values = headers.get_all(header::AUTHORIZATION).iter();
+    let mut key_values = headers.get_all("x-api-key").iter();
+    let (authorization, x_api_key) = (auth_values.next(), key_values.next());
+    if auth_values.next().is_some() || key_values.next().is_some() {
+        return Err(conflicting());
+    }
+
+    // Ok(token) for "Bearer <token>" (scheme in any case); Err(()) for any other scheme.
+    let bearer = authorization.map(|v| {
+        let v = v.to_str().map_err(|_| ())?.trim();
+        let (scheme, token) = v.split_once([' ', '\t']).unwrap_or((v, ""));
+        if scheme.eq_ignore_ascii_case("bearer") {
+            Ok(token.trim().to_string())
+        } else {
+            Err(())
+        }
+    });
+    // A non-UTF-8 X-API-Key cannot be a key: it stays as text that fails the format check.
+    let header_key = x_api_key.map(|v| v.to_str().map(|s| s.trim().to_string()).unwrap_or_else(|_| "\u{fffd}".into()));
+
+    if let (Some(Ok(token)), Some(key)) = (&bearer, &header_key) {
+        if token != key {
+            return Err(conflicting());
+        }
+    }
+    match (bearer, header_key) {
+        (None, None) => Err(ApiError::missing_key()),
+        (Some(Err(())), _) => Err(ApiError::invalid_scheme()),
+        (Some(Ok(token)), _) => Ok(token),
+        (None, Some(key)) => Ok(key),
+    }
+}
+
+/// Authenticates the request's key and puts the [`Principal`] in its extensions.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let token = match credential(req.headers()) {
+        Ok(token) => token,
+        Err(e) => return e.into_response(),
+    };
+    let principal = match state.service.authenticate(&token).await {
+        Ok(Ok(principal)) => principal,
+        Ok(Err(failure)) => return ApiError::auth(failure).into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    state.recorder.record(principal.org(), &principal.key.id, state.service.now());
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// A capability a handler needs; `None` for endpoints any valid key may call.
+pub trait Need {
+    const CAPABILITY: Option<&'static str>;
+}
+
+macro_rules! need {
+    ($($name:ident => $cap:expr),* $(,)?) => {$(
+        #[derive(Debug)]
+        pub struct $name;
+        impl Need for $name {
+            const CAPABILITY: Option<&'static str> = $cap;
+        }
+    )*};
+}
+
+need! {
+    AnyKey => None,
+    KeysRead => Some("keys:read"),
+    KeysWrite => Some("keys:write"),
+    AuditRead => Some("audit:read"),
+}
+
+/// An authenticated key holding the capability `N`, and the caller it acts as.
+pub struct Auth<N> {
+    pub principal: Principal,
+    pub caller: Caller,
+    _need: PhantomData<N>,
+}
+
+impl<N: Need> FromRequestParts<AppState> for Auth<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
+            tracing::error!("a key-protected route is missing the authentication layer");
+            return Err(ApiError::internal());
+        };
+        if let Some(cap) = N::CAPABILITY {
+            if !principal.capabilities.grants(cap) {
+                return Err(ApiError::insufficient_capability(cap));
+            }
+        }
+        let client = ClientInfo::from_request_parts(parts, state).await?;
+        let caller = principal.caller(client.ip, client.user_agent);
+        Ok(Auth { principal, caller, _need: PhantomData })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    fn code(pairs: &[(&str, &str)]) -> &'static str {
+        match credential(&headers(pairs)) {
+            Ok(_) => "ok",
+            Err(e) => e.code,
+        }
+    }
+
+    #[test]
+    fn credential_rules_in_order() {
+        assert_eq!(code(&[]), "missing_api_key");
+        assert_eq!(code(&[("authorization", "Bearer abc")]), "ok");
+        assert_eq!(code(&[("authorization", "bearer abc")]), "ok");
+        assert_eq!(code(&[("x-api-key", "abc")]), "ok");
+        assert_eq!(code(&[("authorization", "Bearer abc"), ("x-api-key", "abc")]), "ok");
+        assert_eq!(code(&[("authorization", "Bearer abc"), ("x-api-key", "abd")]), "conflicting_credentials");
+        assert_eq!(code(&[("x-api-key", "a"), ("x-api-key", "a")]), "conflicting_credentials");
+        assert_eq!(code(&[("authorization", "Basic Zm9v"), ("x-api-key", "abc")]), "invalid_authorization_scheme");
+        assert_eq!(code(&[("authorization", "kw_abc")]), "invalid_authorization_scheme");
+        assert_eq!(credential(&headers(&[("authorization", "Bearer ")])).unwrap(), "");
+    }
+}

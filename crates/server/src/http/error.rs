@@ -1,0 +1,173 @@
+//! The one error shape of SPEC §3, for every error on every endpoint.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::service::{AuthFailure, ServiceError};
+
+/// An error answer. Rendering adds the request id (see `request_id`).
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub www_authenticate: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
+/// What an error response carries until the request-id layer writes its body.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo(pub ApiError);
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    status: u16,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+const REALM: &str = "Bearer realm=\"keyward\"";
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None, www_authenticate: None, retry_after: None }
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self { field: Some(field.to_string()), ..Self::new(StatusCode::BAD_REQUEST, "invalid_request", message) }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "The requested resource does not exist.")
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side. Try again; if it keeps happening, report the request id.",
+        )
+    }
+
+    /// A 401 with the `invalid_token` challenge.
+    fn unauthorized(code: &'static str, message: &str) -> Self {
+        Self {
+            www_authenticate: Some(format!("{REALM}, error=\"invalid_token\"")),
+            ..Self::new(StatusCode::UNAUTHORIZED, code, message)
+        }
+    }
+
+    pub fn missing_key() -> Self {
+        Self {
+            www_authenticate: Some(REALM.to_string()),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_api_key",
+                "No API key was sent. Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
+            )
+        }
+    }
+
+    pub fn invalid_scheme() -> Self {
+        Self::unauthorized(
+            "invalid_authorization_scheme",
+            "The Authorization header must be 'Bearer <key>'. Other schemes, and a bare key, are not accepted.",
+        )
+    }
+
+    pub fn insufficient_capability(capability: &str) -> Self {
+        Self {
+            www_authenticate: Some(format!("{REALM}, error=\"insufficient_scope\", scope=\"{capability}\"")),
+            ..Self::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_capability",
+                format!("This key's agent lacks the capability {capability}, which this request needs."),
+            )
+        }
+    }
+
+    pub fn auth(failure: AuthFailure) -> Self {
+        match failure {
+            AuthFailure::Malformed(reason) => Self::unauthorized(
+                "malformed_api_key",
+                &format!("The API key is malformed: {reason}. Copy the whole key exactly as it was shown."),
+            ),
+            AuthFailure::Invalid => Self::unauthorized("invalid_api_key", "The API key is not valid. Check that it was copied from this deployment."),
+            AuthFailure::Revoked => Self::unauthorized("revoked_api_key", "The API key has been revoked. Create a new key."),
+            AuthFailure::Expired => Self::unauthorized("expired_api_key", "The API key has expired. Create or roll to a new key."),
+            AuthFailure::PlanWithoutApiAccess => Self::new(
+                StatusCode::FORBIDDEN,
+                "plan_without_api_access",
+                "Your organization's plan does not include API access. Upgrade the plan to use the API.",
+            ),
+        }
+    }
+
+    /// The JSON body for this error with `request_id`.
+    pub fn body(&self, request_id: &str) -> Vec<u8> {
+        serde_json::to_vec(&Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                status: self.status.as_u16(),
+                request_id,
+                field: self.field.as_deref(),
+            },
+        })
+        .unwrap_or_default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(v) = self.www_authenticate.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response.extensions_mut().insert(ErrorInfo(self));
+        response
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(_) => ApiError::not_found(),
+            ServiceError::Invalid { field, message } => ApiError::invalid(&field, capitalize(&message)),
+            ServiceError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", capitalize(&m)),
+            ServiceError::KeyLimitReached(m) => ApiError::new(StatusCode::CONFLICT, "key_limit_reached", capitalize(&m)),
+            ServiceError::InsufficientCapability(cap) => ApiError::insufficient_capability(&cap),
+            ServiceError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", capitalize(&m)),
+            ServiceError::Internal(err) => {
+                tracing::error!(error = ?err, "internal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+/// Service messages are lowercase fragments; API messages are sentences.
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    out.extend(chars);
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}

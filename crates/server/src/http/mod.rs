@@ -1,0 +1,64 @@
+//! The HTTP server: routers per area, composed here with the middleware stack.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod ops;
+pub mod request_id;
+mod v1;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::recorder::UsageRecorder;
+use crate::Service;
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Service,
+    pub recorder: UsageRecorder,
+}
+
+/// The whole application router.
+///
+/// Layers run outside-in in this order, for these reasons:
+/// 1. `request_id` is outermost so that every response, including panics and errors made by
+///    the layers below, gets an `X-Request-Id` and an error body in the one shape;
+/// 2. `CatchPanicLayer` turns a panic into a bare 500 that layer 1 then dresses;
+/// 3. `SetSensitiveRequestHeaders` marks credentials before anything can log headers;
+/// 4. `TraceLayer` logs method, matched route and status — never the query string, which
+///    may carry a key that `reject_keys_in_query` is about to refuse;
+/// 5. `/v1` alone refuses keys in the query, then each key route authenticates.
+pub fn router(state: AppState) -> Router {
+    let api = v1::router(state.clone()).layer(axum::middleware::from_fn(auth::reject_keys_in_query));
+    Router::new()
+        .nest("/v1", api)
+        .merge(ops::router())
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { request_id::method_not_allowed() })
+        .with_state(state)
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", |p| p.as_str());
+            let request_id = req
+                .extensions()
+                .get::<request_id::RequestId>()
+                .map_or("", |r| r.0.as_str());
+            tracing::info_span!("request", method = %req.method(), route, request_id)
+        }))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+            header::HeaderName::from_static("x-api-key"),
+        ]))
+        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(request_id::layer))
+}

@@ -1,0 +1,98 @@
+//! The outermost layer: gives every response an `X-Request-Id` and writes every error body
+//! in the one shape, with that id. Errors produced anywhere below (handlers, extractors,
+//! fallbacks, panics) carry an [`ErrorInfo`]; anything else that is an error without a JSON
+//! body is rewritten too, so no plain-text rejection ever reaches a client.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::error::{ApiError, ErrorInfo};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, in its extensions for handlers and logs.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+fn acceptable(v: &str) -> bool {
+    (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn new_id() -> String {
+    let mut s = String::with_capacity(26);
+    s.push_str("req_");
+    keyward_core::base62::push_random(&mut s, &mut rand::rng(), 22);
+    s
+}
+
+pub async fn layer(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable(v))
+        .map(str::to_string)
+        .unwrap_or_else(new_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(req).await;
+
+    let error = match response.extensions_mut().remove::<ErrorInfo>() {
+        Some(ErrorInfo(e)) => Some(e),
+        None if is_bare_error(&response) => Some(fallback_error(response.status())),
+        None => None,
+    };
+    if let Some(error) = error {
+        let (mut parts, _) = response.into_parts();
+        parts.status = error.status;
+        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parts.headers.remove(header::CONTENT_LENGTH);
+        response = Response::from_parts(parts, Body::from(error.body(&id)));
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    response
+}
+
+/// An error status whose body is not ours (a framework rejection, a panic answer).
+fn is_bare_error(r: &Response) -> bool {
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    (r.status().is_client_error() || r.status().is_server_error()) && !is_json
+}
+
+fn fallback_error(status: StatusCode) -> ApiError {
+    match status {
+        StatusCode::NOT_FOUND => ApiError::not_found(),
+        StatusCode::METHOD_NOT_ALLOWED => method_not_allowed(),
+        StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => unsupported_media_type(),
+        s if s.is_client_error() => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "The request could not be understood."),
+        _ => {
+            tracing::error!(status = %status, "an error response without a body reached the edge");
+            ApiError::internal()
+        }
+    }
+}
+
+pub fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This method is not allowed on this path.")
+}
+
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is larger than 1 MiB.")
+}
+
+pub fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "Send the request body as JSON with 'Content-Type: application/json'.",
+    )
+}

@@ -1,0 +1,45 @@
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+
+use super::ListParams;
+use crate::http::auth::{AuditRead, Auth};
+use crate::http::extract::Query;
+use crate::http::{ApiError, AppState};
+use crate::service::AuditQuery;
+use crate::views::{parse_rfc3339, EventView, ListView};
+
+#[derive(Deserialize)]
+pub struct AuditParams {
+    #[serde(flatten)]
+    list: ListParams,
+    action: Option<String>,
+    actor_id: Option<String>,
+    target_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| parse_rfc3339(v).ok_or_else(|| ApiError::invalid(name, format!("{name} must be an RFC 3339 time, like 2026-01-31T12:00:00Z."))))
+        .transpose()
+}
+
+/// `GET /v1/audit-events`: the organization's audit log, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth<AuditRead>,
+    Query(params): Query<AuditParams>,
+) -> Result<Json<ListView<EventView>>, ApiError> {
+    let page = params.list.page()?;
+    let query = AuditQuery {
+        action: params.action,
+        actor_id: params.actor_id,
+        target_id: params.target_id,
+        from: time_param("from", params.from.as_deref())?,
+        to: time_param("to", params.to.as_deref())?,
+    };
+    let events = state.service.list_audit_events(&auth.caller, query, &page).await?;
+    Ok(Json(ListView::new(&events, page.limit, EventView::new)))
+}

@@ -1,0 +1,298 @@
+//! The JSON shapes of SPEC §6.1. The HTTP API and the command line's `--json` both print
+//! these, so the two always agree.
+
+use keyward_core::{KeyStatus, Plan, RateLimit, UnixMillis};
+use keyward_store::agents::AgentSummary;
+use keyward_store::audit::Event;
+use keyward_store::keys::KeyRecord;
+use keyward_store::orgs::Org;
+use keyward_store::teams::Team;
+use keyward_store::users::Member;
+use keyward_store::Page;
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::service::{CreatedAgent, CreatedKey, Principal, RolledKey};
+
+/// RFC 3339 UTC text of a stored time.
+pub fn rfc3339(ms: UnixMillis) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Parses RFC 3339 text into a stored time.
+pub fn parse_rfc3339(s: &str) -> Option<UnixMillis> {
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+fn opt_time(ms: Option<UnixMillis>) -> Option<String> {
+    ms.map(rfc3339)
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct KeyView {
+    pub id: String,
+    pub agent_id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub hint: String,
+    pub team_id: Option<String>,
+    pub owner_id: Option<String>,
+    pub environment: String,
+    pub status: KeyStatus,
+    pub rate_limit: Option<RateLimit>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub rolled_from: Option<String>,
+    pub rolled_to: Option<String>,
+}
+
+impl KeyView {
+    pub fn new(k: &KeyRecord, now: UnixMillis) -> Self {
+        Self {
+            id: k.id.to_string(),
+            agent_id: k.agent.to_string(),
+            organization_id: k.org.to_string(),
+            name: k.name.clone(),
+            hint: k.hint.clone(),
+            team_id: k.team.as_ref().map(ToString::to_string),
+            owner_id: k.owner.as_ref().map(ToString::to_string),
+            environment: k.environment.clone(),
+            status: KeyStatus::of(k.revoked_at, k.expires_at, k.rolled_to.is_some(), now),
+            rate_limit: k.rate_limit,
+            created_at: rfc3339(k.created_at),
+            expires_at: opt_time(k.expires_at),
+            revoked_at: opt_time(k.revoked_at),
+            last_used_at: opt_time(k.last_used_at),
+            rolled_from: k.rolled_from.as_ref().map(ToString::to_string),
+            rolled_to: k.rolled_to.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+/// A key object with its secret: only ever in the response that created the key.
+#[derive(Serialize, Debug)]
+pub struct KeyWithSecret {
+    #[serde(flatten)]
+    pub key: KeyView,
+    pub secret: String,
+}
+
+impl KeyWithSecret {
+    pub fn new(created: &CreatedKey, now: UnixMillis) -> Self {
+        Self { key: KeyView::new(&created.record, now), secret: created.secret.expose().to_string() }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct RolledView {
+    pub new_key: KeyWithSecret,
+    pub old_key: KeyView,
+}
+
+impl RolledView {
+    pub fn new(rolled: &RolledKey, now: UnixMillis) -> Self {
+        Self { new_key: KeyWithSecret::new(&rolled.new_key, now), old_key: KeyView::new(&rolled.old_key, now) }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct AgentView {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub description: String,
+    pub capabilities: Vec<String>,
+    pub active_keys: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl AgentView {
+    pub fn new(s: &AgentSummary) -> Self {
+        let a = &s.agent;
+        Self {
+            id: a.id.to_string(),
+            organization_id: a.org.to_string(),
+            name: a.name.clone(),
+            description: a.description.clone(),
+            capabilities: a.capabilities.names(),
+            active_keys: s.active_keys,
+            created_at: rfc3339(a.created_at),
+            updated_at: rfc3339(a.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct AgentCreatedView {
+    #[serde(flatten)]
+    pub agent: AgentView,
+    pub first_key: KeyWithSecret,
+}
+
+impl AgentCreatedView {
+    pub fn new(created: &CreatedAgent, now: UnixMillis) -> Self {
+        let summary = AgentSummary { agent: created.agent.clone(), active_keys: 1 };
+        Self { agent: AgentView::new(&summary), first_key: KeyWithSecret::new(&created.first_key, now) }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct OrgView {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub plan: String,
+    pub created_at: String,
+}
+
+impl OrgView {
+    pub fn new(o: &Org) -> Self {
+        Self { id: o.id.to_string(), name: o.name.clone(), slug: o.slug.clone(), plan: o.plan.clone(), created_at: rfc3339(o.created_at) }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct TeamView {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+impl TeamView {
+    pub fn new(t: &Team) -> Self {
+        Self { id: t.id.to_string(), organization_id: t.org.to_string(), name: t.name.clone(), created_at: rfc3339(t.created_at) }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct MemberView {
+    pub id: String,
+    pub email: String,
+    pub organization_id: String,
+    pub role: String,
+    pub created_at: String,
+}
+
+impl MemberView {
+    pub fn new(m: &Member) -> Self {
+        Self {
+            id: m.user.id.to_string(),
+            email: m.user.email.clone(),
+            organization_id: m.org.to_string(),
+            role: m.role.to_string(),
+            created_at: rfc3339(m.user.created_at),
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct RefView {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct EventView {
+    pub id: String,
+    pub at: String,
+    pub action: String,
+    pub actor: RefView,
+    pub target: RefView,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: serde_json::Value,
+}
+
+impl EventView {
+    pub fn new(e: &Event) -> Self {
+        Self {
+            id: e.id.to_string(),
+            at: rfc3339(e.at),
+            action: e.action.clone(),
+            actor: RefView { kind: e.actor.kind.clone(), id: e.actor.id.clone() },
+            target: RefView { kind: e.target_type.clone(), id: e.target_id.clone() },
+            ip: e.ip.clone(),
+            user_agent: e.user_agent.clone(),
+            details: e.details.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct Pagination {
+    pub limit: u32,
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+}
+
+/// The list envelope of SPEC §6.
+#[derive(Serialize, Debug)]
+pub struct ListView<T> {
+    pub data: Vec<T>,
+    pub pagination: Pagination,
+}
+
+impl<T> ListView<T> {
+    pub fn new<R>(page: &Page<R>, limit: u32, view: impl Fn(&R) -> T) -> Self {
+        Self {
+            data: page.items.iter().map(view).collect(),
+            pagination: Pagination {
+                limit,
+                has_more: page.next.is_some(),
+                next_cursor: page.next.as_ref().map(|c| c.encode()),
+            },
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct WhoamiAgent {
+    pub id: String,
+    pub name: String,
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct WhoamiOrg {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+}
+
+#[derive(Serialize, Debug)]
+pub struct WhoamiPlan {
+    pub name: String,
+    pub rate_limit: RateLimit,
+}
+
+#[derive(Serialize, Debug)]
+pub struct WhoamiView {
+    pub key: KeyView,
+    pub agent: WhoamiAgent,
+    pub organization: WhoamiOrg,
+    pub plan: WhoamiPlan,
+    pub capabilities: Vec<String>,
+}
+
+impl WhoamiView {
+    pub fn new(p: &Principal, now: UnixMillis) -> Self {
+        let plan: &Plan = &p.plan;
+        Self {
+            key: KeyView::new(&p.key, now),
+            agent: WhoamiAgent { id: p.key.agent.to_string(), name: p.agent_name.clone(), capabilities: p.capabilities.names() },
+            organization: WhoamiOrg { id: p.key.org.to_string(), name: p.org_name.clone(), slug: p.org_slug.clone() },
+            plan: WhoamiPlan { name: plan.name.clone(), rate_limit: p.key.rate_limit.unwrap_or(plan.rate_limit) },
+            capabilities: p.capabilities.names(),
+        }
+    }
+}
