@@ -165,3 +165,16 @@ pub async fn get_including_deleted(conn: &mut Conn, org: &OrgId, id: &AgentId) -
         .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
+
+/// Live agents with this exact name or id in any organization, as `(organization, agent)`.
+/// For the operator's command line, which may name an agent without its organization; the
+/// caller refuses an ambiguous answer.
+pub async fn locate(conn: &mut Conn, id_or_name: &str) -> Result<Vec<(OrgId, AgentId)>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT organization_id, id FROM agents WHERE (id = $1 OR name = $1) AND deleted_at IS NULL ORDER BY created_at",
+    )
+    .bind(id_or_name)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(o, a)| (OrgId::from_stored(o), AgentId::from_stored(a))).collect())
+}
