@@ -102,6 +102,12 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
     }
 
+    /// Runs one statement outside any transaction (e.g. `CREATE DATABASE` in test set-up).
+    pub async fn execute_admin(&self, sql: &str) -> Result<(), StoreError> {
+        sqlx::raw_sql(sql).execute(&self.write).await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.write.close().await;
         self.read.close().await;

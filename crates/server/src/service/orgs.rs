@@ -33,7 +33,7 @@ pub fn slugify(name: &str) -> String {
 }
 
 fn check_slug(slug: &str) -> Result<(), ServiceError> {
-    let ok = (2..=48).contains(&slug.len())
+    let ok = (1..=48).contains(&slug.len())
         && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
         && !slug.ends_with('-');
@@ -42,7 +42,7 @@ fn check_slug(slug: &str) -> Result<(), ServiceError> {
     } else {
         Err(ServiceError::invalid(
             "slug",
-            format!("{slug:?} is not a valid slug: use 2 to 48 lowercase letters, digits and hyphens"),
+            format!("{slug:?} is not a valid slug: use 1 to 48 lowercase letters, digits and hyphens"),
         ))
     }
 }
@@ -79,7 +79,10 @@ impl Service {
         let name = clean_name("name", &input.name)?;
         let slug = match input.slug {
             Some(s) => s.trim().to_string(),
-            None => slugify(&name),
+            None => match slugify(&name) {
+                derived if derived.is_empty() => format!("org-{}", &OrgId::generate().as_str()[4..12]).to_lowercase(),
+                derived => derived,
+            },
         };
         check_slug(&slug)?;
         self.check_plan(&input.plan)?;

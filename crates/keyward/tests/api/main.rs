@@ -1,0 +1,14 @@
+//! keyward's integration tests: one binary, the real server on a random port, a fresh
+//! database per test. Storage tests also run on PostgreSQL when KEYWARD_TEST_POSTGRES_URL
+//! is set; otherwise they say they were skipped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod escalation;
+mod lifecycle;
+mod secrets;
+mod storage;
