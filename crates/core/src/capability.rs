@@ -233,7 +233,9 @@ mod tests {
     use super::*;
 
     fn set(names: &[&str]) -> CapabilitySet {
-        CapabilityCatalog::default().parse_set(names.iter().copied()).unwrap()
+        CapabilityCatalog::default()
+            .parse_set(names.iter().copied())
+            .unwrap()
     }
 
     #[test]
@@ -248,14 +250,21 @@ mod tests {
 
     #[test]
     fn subset_rules_follow_implication() {
-        assert_eq!(set(&["content:read"]).missing_from(&set(&["content:write"])), None);
         assert_eq!(
-            set(&["content:write"]).missing_from(&set(&["content:read"])).map(|c| c.as_str()),
+            set(&["content:read"]).missing_from(&set(&["content:write"])),
+            None
+        );
+        assert_eq!(
+            set(&["content:write"])
+                .missing_from(&set(&["content:read"]))
+                .map(|c| c.as_str()),
             Some("content:write")
         );
         assert_eq!(set(&[]).missing_from(&set(&[])), None);
         assert_eq!(
-            set(&["keys:read", "audit:read"]).missing_from(&set(&["keys:write"])).map(|c| c.as_str()),
+            set(&["keys:read", "audit:read"])
+                .missing_from(&set(&["keys:write"]))
+                .map(|c| c.as_str()),
             Some("audit:read")
         );
     }
@@ -263,8 +272,14 @@ mod tests {
     #[test]
     fn unknown_and_bad_names_are_refused() {
         let c = CapabilityCatalog::default();
-        assert_eq!(c.parse("reports:read"), Err(CapabilityError::Unknown("reports:read".into())));
-        assert!(matches!(c.parse("Content:Read"), Err(CapabilityError::BadName(_))));
+        assert_eq!(
+            c.parse("reports:read"),
+            Err(CapabilityError::Unknown("reports:read".into()))
+        );
+        assert!(matches!(
+            c.parse("Content:Read"),
+            Err(CapabilityError::BadName(_))
+        ));
         let custom = CapabilityCatalog::with_custom([("reports:read", "Read reports")]).unwrap();
         assert!(custom.parse("reports:read").is_ok());
         assert!(CapabilityCatalog::with_custom([("keys:read", "again")]).is_err());

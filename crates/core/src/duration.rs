@@ -41,7 +41,10 @@ impl FromStr for HumanDuration {
         };
         // Ten years is far beyond any sensible key expiry or window; refusing more keeps
         // every later addition to a timestamp free of overflow.
-        let seconds = number.checked_mul(scale).filter(|s| *s <= 10 * 366 * 86_400).ok_or_else(bad)?;
+        let seconds = number
+            .checked_mul(scale)
+            .filter(|s| *s <= 10 * 366 * 86_400)
+            .ok_or_else(bad)?;
         Ok(Self { seconds })
     }
 }

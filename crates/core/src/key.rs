@@ -232,7 +232,10 @@ mod tests {
         let key = ApiKey::generate(&kw());
         let raw = key.expose();
         let hint = key.hint();
-        assert_eq!(hint, format!("kw_{}\u{2026}{}", &raw[3..7], &raw[raw.len() - 4..]));
+        assert_eq!(
+            hint,
+            format!("kw_{}\u{2026}{}", &raw[3..7], &raw[raw.len() - 4..])
+        );
     }
 
     #[test]
@@ -244,14 +247,23 @@ mod tests {
             ApiKey::parse(&kw(), &raw.replacen("kw_", "xy_", 1)).unwrap_err(),
             MalformedKey::WrongPrefix
         );
-        assert_eq!(ApiKey::parse(&kw(), &raw[..raw.len() - 1]).unwrap_err(), MalformedKey::WrongLength);
+        assert_eq!(
+            ApiKey::parse(&kw(), &raw[..raw.len() - 1]).unwrap_err(),
+            MalformedKey::WrongLength
+        );
         let mut bad = raw.to_string();
         bad.replace_range(5..6, "-");
-        assert_eq!(ApiKey::parse(&kw(), &bad).unwrap_err(), MalformedKey::BadCharacter);
+        assert_eq!(
+            ApiKey::parse(&kw(), &bad).unwrap_err(),
+            MalformedKey::BadCharacter
+        );
         let mut swapped = raw.to_string();
         let c = if &raw[5..6] == "a" { "b" } else { "a" };
         swapped.replace_range(5..6, c);
-        assert_eq!(ApiKey::parse(&kw(), &swapped).unwrap_err(), MalformedKey::BadChecksum);
+        assert_eq!(
+            ApiKey::parse(&kw(), &swapped).unwrap_err(),
+            MalformedKey::BadChecksum
+        );
     }
 
     #[test]
@@ -262,7 +274,10 @@ mod tests {
         assert!(KeyPrefix::parse("toolongxx").is_err());
         assert!(KeyPrefix::parse("Kw").is_err());
         assert!(KeyPrefix::parse("k9").is_err());
-        assert_eq!(KeyPrefix::parse("key").unwrap_err(), InvalidPrefix::Reserved("key".into()));
+        assert_eq!(
+            KeyPrefix::parse("key").unwrap_err(),
+            InvalidPrefix::Reserved("key".into())
+        );
         assert!(KeyPrefix::parse("org").is_err());
     }
 

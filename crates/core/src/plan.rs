@@ -26,7 +26,10 @@ impl RateLimit {
         if !(1..=30 * 86_400).contains(&window_seconds) {
             return Err(InvalidRateLimit::Window);
         }
-        Ok(Self { limit, window_seconds })
+        Ok(Self {
+            limit,
+            window_seconds,
+        })
     }
 
     /// Whether this rate (limit per window) is at or below `other`'s.
@@ -54,19 +57,28 @@ impl Plan {
             Plan {
                 name: "free".into(),
                 api_access: false,
-                rate_limit: RateLimit { limit: 10, window_seconds: 60 },
+                rate_limit: RateLimit {
+                    limit: 10,
+                    window_seconds: 60,
+                },
                 max_keys: Some(10),
             },
             Plan {
                 name: "pro".into(),
                 api_access: true,
-                rate_limit: RateLimit { limit: 100, window_seconds: 60 },
+                rate_limit: RateLimit {
+                    limit: 100,
+                    window_seconds: 60,
+                },
                 max_keys: Some(1000),
             },
             Plan {
                 name: "enterprise".into(),
                 api_access: true,
-                rate_limit: RateLimit { limit: 1000, window_seconds: 60 },
+                rate_limit: RateLimit {
+                    limit: 1000,
+                    window_seconds: 60,
+                },
                 max_keys: None,
             },
         ]

@@ -57,14 +57,23 @@ mod tests {
 
     #[test]
     fn expiry_boundary_is_exclusive() {
-        assert_eq!(KeyStatus::of(None, Some(1000), false, 999), KeyStatus::Expiring);
-        assert_eq!(KeyStatus::of(None, Some(1000), false, 1000), KeyStatus::Expired);
+        assert_eq!(
+            KeyStatus::of(None, Some(1000), false, 999),
+            KeyStatus::Expiring
+        );
+        assert_eq!(
+            KeyStatus::of(None, Some(1000), false, 1000),
+            KeyStatus::Expired
+        );
         assert_eq!(KeyStatus::of(Some(5), None, false, 0), KeyStatus::Revoked);
         assert_eq!(KeyStatus::of(None, None, false, 0), KeyStatus::Active);
         assert_eq!(
             KeyStatus::of(None, Some(EXPIRING_WINDOW_MS * 2), false, 0),
             KeyStatus::Active
         );
-        assert_eq!(KeyStatus::of(None, Some(EXPIRING_WINDOW_MS * 2), true, 0), KeyStatus::Expiring);
+        assert_eq!(
+            KeyStatus::of(None, Some(EXPIRING_WINDOW_MS * 2), true, 0),
+            KeyStatus::Expiring
+        );
     }
 }

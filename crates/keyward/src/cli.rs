@@ -107,9 +107,7 @@ pub enum UserCommand {
         role: Role,
     },
     /// Set a user's password (read from a prompt or stdin)
-    SetPassword {
-        email: String,
-    },
+    SetPassword { email: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,11 +155,14 @@ impl std::str::FromStr for RateLimitArg {
         if s == "none" {
             return Ok(Self(None));
         }
-        let bad = || format!("{s:?} is not a rate limit; write N/DURATION, like 100/60s or 5000/1h");
+        let bad =
+            || format!("{s:?} is not a rate limit; write N/DURATION, like 100/60s or 5000/1h");
         let (n, d) = s.split_once('/').ok_or_else(bad)?;
         let n: u64 = n.trim().parse().map_err(|_| bad())?;
         let d: HumanDuration = d.trim().parse().map_err(|e| format!("{e}"))?;
-        keyward_core::RateLimit::new(n, d.seconds()).map(|r| Self(Some(r))).map_err(|e| e.to_string())
+        keyward_core::RateLimit::new(n, d.seconds())
+            .map(|r| Self(Some(r)))
+            .map_err(|e| e.to_string())
     }
 }
 

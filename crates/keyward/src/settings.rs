@@ -130,14 +130,24 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
         .config
         .clone()
         .or_else(|| env("KEYWARD_CONFIG").map(PathBuf::from))
-        .or_else(|| Path::new("keyward.toml").exists().then(|| PathBuf::from("keyward.toml")));
+        .or_else(|| {
+            Path::new("keyward.toml")
+                .exists()
+                .then(|| PathBuf::from("keyward.toml"))
+        });
     let file = match &path {
         Some(p) => read_file(p)?,
         None => FileSettings::default(),
     };
-    let source = path.as_ref().map_or("keyward.toml".to_string(), |p| p.display().to_string());
+    let source = path
+        .as_ref()
+        .map_or("keyward.toml".to_string(), |p| p.display().to_string());
 
-    let pick = |flag: &Option<String>, var: &str, file: &Option<String>, default: &str| -> (String, String) {
+    let pick = |flag: &Option<String>,
+                var: &str,
+                file: &Option<String>,
+                default: &str|
+     -> (String, String) {
         if let Some(v) = flag {
             (v.clone(), "command line".to_string())
         } else if let Some(v) = env(var) {
@@ -149,34 +159,60 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
         }
     };
 
-    let (listen, _) = pick(&flags.listen, "KEYWARD_LISTEN", &file.listen, "127.0.0.1:8080");
-    let (database_url, _) = pick(&flags.database_url, "KEYWARD_DATABASE_URL", &file.database_url, "sqlite://keyward.db");
+    let (listen, _) = pick(
+        &flags.listen,
+        "KEYWARD_LISTEN",
+        &file.listen,
+        "127.0.0.1:8080",
+    );
+    let (database_url, _) = pick(
+        &flags.database_url,
+        "KEYWARD_DATABASE_URL",
+        &file.database_url,
+        "sqlite://keyward.db",
+    );
     let (redis_url, _) = pick(&flags.redis_url, "KEYWARD_REDIS_URL", &file.redis_url, "");
     let (prefix, prefix_source) = pick(&None, "KEYWARD_KEY_PREFIX", &file.key_prefix, "kw");
-    let key_prefix = KeyPrefix::parse(&prefix).map_err(|e| anyhow!("{prefix_source}: key_prefix: {e}"))?;
+    let key_prefix =
+        KeyPrefix::parse(&prefix).map_err(|e| anyhow!("{prefix_source}: key_prefix: {e}"))?;
 
     let trusted_proxies = match &file.trusted_proxies {
         None => vec![IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))],
         Some(list) => list
             .iter()
-            .map(|s| parse_net(s).ok_or_else(|| anyhow!("{source}: trusted_proxies: {s:?} is not an IP address or CIDR range")))
+            .map(|s| {
+                parse_net(s).ok_or_else(|| {
+                    anyhow!("{source}: trusted_proxies: {s:?} is not an IP address or CIDR range")
+                })
+            })
             .collect::<anyhow::Result<_>>()?,
     };
 
-    let mut plans: BTreeMap<String, Plan> = Plan::built_in().into_iter().map(|p| (p.name.clone(), p)).collect();
+    let mut plans: BTreeMap<String, Plan> = Plan::built_in()
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect();
     for (name, given) in &file.plans {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
             bail!("{source}: plans.{name}: plan names are lowercase letters, digits, - and _");
         }
         let base = plans.get(name).cloned();
         let rate_limit = match (given.rate_limit, &base) {
-            (Some(r), _) => RateLimit::new(r.limit, r.window_seconds).map_err(|e| anyhow!("{source}: plans.{name}.rate_limit: {e}"))?,
+            (Some(r), _) => RateLimit::new(r.limit, r.window_seconds)
+                .map_err(|e| anyhow!("{source}: plans.{name}.rate_limit: {e}"))?,
             (None, Some(b)) => b.rate_limit,
             (None, None) => bail!("{source}: plans.{name}: a new plan needs a rate_limit"),
         };
         let plan = Plan {
             name: name.clone(),
-            api_access: given.api_access.or(base.as_ref().map(|b| b.api_access)).unwrap_or(true),
+            api_access: given
+                .api_access
+                .or(base.as_ref().map(|b| b.api_access))
+                .unwrap_or(true),
             rate_limit,
             max_keys: given.max_keys.or(base.as_ref().and_then(|b| b.max_keys)),
         };
@@ -185,15 +221,23 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
 
     let capabilities = match &file.capabilities {
         None => CapabilityCatalog::default(),
-        Some(c) => CapabilityCatalog::with_custom(c.custom.iter().map(|c| (c.name.as_str(), c.description.as_str())))
-            .map_err(|e| anyhow!("{source}: capabilities.custom: {e}"))?,
+        Some(c) => CapabilityCatalog::with_custom(
+            c.custom
+                .iter()
+                .map(|c| (c.name.as_str(), c.description.as_str())),
+        )
+        .map_err(|e| anyhow!("{source}: capabilities.custom: {e}"))?,
     };
     if let Some(forward) = &file.forward {
         for (i, route) in forward.routes.iter().enumerate() {
             capabilities
                 .parse(&route.capability)
                 .map_err(|e| anyhow!("{source}: forward.routes[{i}].capability: {e}"))?;
-            if route.method.as_deref().is_some_and(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase())) {
+            if route
+                .method
+                .as_deref()
+                .is_some_and(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
+            {
                 bail!("{source}: forward.routes[{i}].method must be an HTTP method in capitals, like GET");
             }
             if !route.path_prefix.starts_with('/') {
@@ -248,9 +292,12 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
     toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
         match line {
             Some(line) => anyhow!("{}:{line}: {}", path.display(), e.message().trim_end()),
             None => anyhow!("{}: {}", path.display(), e.message().trim_end()),
@@ -259,7 +306,9 @@ fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
 }
 
 fn parse_net(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
 #[cfg(test)]
@@ -275,25 +324,43 @@ mod tests {
     #[test]
     fn layers_override_in_order() {
         let f = write("listen = \"127.0.0.1:9000\"\nkey_prefix = \"acme\"\n");
-        let flags = Overrides { config: Some(f.path().into()), ..Default::default() };
+        let flags = Overrides {
+            config: Some(f.path().into()),
+            ..Default::default()
+        };
         let s = load(&flags, |_| None).unwrap();
         assert_eq!(s.listen, "127.0.0.1:9000");
         assert_eq!(s.app.key_prefix.as_str(), "acme");
-        let s = load(&flags, |v| (v == "KEYWARD_LISTEN").then(|| "0.0.0.0:1".to_string())).unwrap();
+        let s = load(&flags, |v| {
+            (v == "KEYWARD_LISTEN").then(|| "0.0.0.0:1".to_string())
+        })
+        .unwrap();
         assert_eq!(s.listen, "0.0.0.0:1");
-        let flags = Overrides { listen: Some("127.0.0.1:2".into()), ..flags };
-        let s = load(&flags, |v| (v == "KEYWARD_LISTEN").then(|| "0.0.0.0:1".to_string())).unwrap();
+        let flags = Overrides {
+            listen: Some("127.0.0.1:2".into()),
+            ..flags
+        };
+        let s = load(&flags, |v| {
+            (v == "KEYWARD_LISTEN").then(|| "0.0.0.0:1".to_string())
+        })
+        .unwrap();
         assert_eq!(s.listen, "127.0.0.1:2");
     }
 
     #[test]
     fn unknown_keys_are_named() {
         let f = write("listen = \"127.0.0.1:9000\"\nlisten_port = 3\n");
-        let flags = Overrides { config: Some(f.path().into()), ..Default::default() };
+        let flags = Overrides {
+            config: Some(f.path().into()),
+            ..Default::default()
+        };
         let err = load(&flags, |_| None).unwrap_err().to_string();
         assert!(err.contains("listen_port"), "{err}");
         let f = write("[plans.pro]\nmax_key = 3\n");
-        let flags = Overrides { config: Some(f.path().into()), ..Default::default() };
+        let flags = Overrides {
+            config: Some(f.path().into()),
+            ..Default::default()
+        };
         let err = load(&flags, |_| None).unwrap_err().to_string();
         assert!(err.contains("max_key"), "{err}");
     }
@@ -301,7 +368,10 @@ mod tests {
     #[test]
     fn the_whole_documented_file_loads() {
         let f = write(include_str!("../../../docs/keyward.example.toml"));
-        let flags = Overrides { config: Some(f.path().into()), ..Default::default() };
+        let flags = Overrides {
+            config: Some(f.path().into()),
+            ..Default::default()
+        };
         let s = load(&flags, |_| None).unwrap();
         assert!(s.app.capabilities.parse("reports:read").is_ok());
         assert_eq!(s.app.plan("pro").unwrap().max_keys, Some(1000));
@@ -309,9 +379,11 @@ mod tests {
 
     #[test]
     fn bad_prefix_names_its_source() {
-        let err = load(&Overrides::default(), |v| (v == "KEYWARD_KEY_PREFIX").then(|| "key".to_string()))
-            .unwrap_err()
-            .to_string();
+        let err = load(&Overrides::default(), |v| {
+            (v == "KEYWARD_KEY_PREFIX").then(|| "key".to_string())
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("KEYWARD_KEY_PREFIX"), "{err}");
     }
 }

@@ -27,11 +27,19 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
         let service = Service::new(store, Arc::new(config));
-        Ok(Self { listener, state: AppState { service, recorder: UsageRecorder::default() } })
+        Ok(Self {
+            listener,
+            state: AppState {
+                service,
+                recorder: UsageRecorder::default(),
+            },
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     pub fn port(&self) -> u16 {
@@ -44,12 +52,17 @@ impl Application {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and writes the
     /// usage still held in memory.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let store = self.state.service.store().clone();
         let recorder = self.state.recorder.clone();
         let flusher = recorder.spawn_flusher(store.clone(), USAGE_FLUSH_EVERY);
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
         flusher.abort();
         recorder.flush(&store).await;
         served.map_err(Into::into)

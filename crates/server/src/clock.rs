@@ -19,7 +19,9 @@ impl Clock {
 
     /// A clock that runs with the system but can be shifted with [`Clock::advance`].
     pub fn adjustable() -> Self {
-        Self { offset: Some(Arc::new(AtomicI64::new(0))) }
+        Self {
+            offset: Some(Arc::new(AtomicI64::new(0))),
+        }
     }
 
     pub fn now(&self) -> UnixMillis {
@@ -27,7 +29,11 @@ impl Clock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or_default();
-        system + self.offset.as_ref().map_or(0, |o| o.load(Ordering::Relaxed))
+        system
+            + self
+                .offset
+                .as_ref()
+                .map_or(0, |o| o.load(Ordering::Relaxed))
     }
 
     /// Moves an adjustable clock by `ms` (no effect on the system clock).

@@ -26,7 +26,10 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             key_prefix: KeyPrefix::default(),
-            plans: Plan::built_in().into_iter().map(|p| (p.name.clone(), p)).collect(),
+            plans: Plan::built_in()
+                .into_iter()
+                .map(|p| (p.name.clone(), p))
+                .collect(),
             capabilities: CapabilityCatalog::default(),
             trusted_proxies: vec!["127.0.0.1/32".parse().unwrap_or_else(|_| IpNet::default())],
             change_watch: Duration::from_millis(250),

@@ -24,20 +24,37 @@ pub async fn load(service: &Service) -> Result<Option<Demo>, ServiceError> {
         }
     }
     let org = service
-        .create_org(NewOrg { name: "Demo Company".into(), slug: Some("demo".into()), plan: "pro".into() })
+        .create_org(NewOrg {
+            name: "Demo Company".into(),
+            slug: Some("demo".into()),
+            plan: "pro".into(),
+        })
         .await?;
     let caller = Caller::cli(org.id.clone());
     let mut password = String::new();
     keyward_core::base62::push_random(&mut password, &mut rand::rng(), 16);
     let owner = service
-        .create_user(&caller, DEMO_EMAIL, Role::Owner, Some(SecretString::from(password.clone())))
+        .create_user(
+            &caller,
+            DEMO_EMAIL,
+            Role::Owner,
+            Some(SecretString::from(password.clone())),
+        )
         .await?;
     let team = service.create_team(&caller, "Editorial").await?;
-    service.add_team_member(&caller, &team.id, &owner.user.id).await?;
+    service
+        .add_team_member(&caller, &team.id, &owner.user.id)
+        .await?;
     let all = service.config().capabilities.all().names();
     let agent = service
         .create_agent(
-            &Caller { actor: crate::service::Actor::User { id: owner.user.id.clone(), role: Role::Owner }, ..caller },
+            &Caller {
+                actor: crate::service::Actor::User {
+                    id: owner.user.id.clone(),
+                    role: Role::Owner,
+                },
+                ..caller
+            },
             NewAgent {
                 name: "Demo agent".into(),
                 description: Some("Every capability, for trying the API".into()),
@@ -45,5 +62,9 @@ pub async fn load(service: &Service) -> Result<Option<Demo>, ServiceError> {
             },
         )
         .await?;
-    Ok(Some(Demo { email: owner.user.email, password, api_key: agent.first_key.secret.expose().to_string() }))
+    Ok(Some(Demo {
+        email: owner.user.email,
+        password,
+        api_key: agent.first_key.secret.expose().to_string(),
+    }))
 }

@@ -20,7 +20,9 @@ const MAX_PENDING: usize = 1_000_000;
 
 impl UsageRecorder {
     pub fn record(&self, org: &OrgId, key: &KeyId, at: UnixMillis) {
-        let Ok(mut pending) = self.pending.lock() else { return };
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
         if let Some(entry) = pending.get_mut(key) {
             entry.1 = entry.1.max(at);
         } else if pending.len() < MAX_PENDING {

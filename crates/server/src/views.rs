@@ -86,7 +86,10 @@ pub struct KeyWithSecret {
 
 impl KeyWithSecret {
     pub fn new(created: &CreatedKey, now: UnixMillis) -> Self {
-        Self { key: KeyView::new(&created.record, now), secret: created.secret.expose().to_string() }
+        Self {
+            key: KeyView::new(&created.record, now),
+            secret: created.secret.expose().to_string(),
+        }
     }
 }
 
@@ -98,7 +101,10 @@ pub struct RolledView {
 
 impl RolledView {
     pub fn new(rolled: &RolledKey, now: UnixMillis) -> Self {
-        Self { new_key: KeyWithSecret::new(&rolled.new_key, now), old_key: KeyView::new(&rolled.old_key, now) }
+        Self {
+            new_key: KeyWithSecret::new(&rolled.new_key, now),
+            old_key: KeyView::new(&rolled.old_key, now),
+        }
     }
 }
 
@@ -139,8 +145,14 @@ pub struct AgentCreatedView {
 
 impl AgentCreatedView {
     pub fn new(created: &CreatedAgent, now: UnixMillis) -> Self {
-        let summary = AgentSummary { agent: created.agent.clone(), active_keys: 1 };
-        Self { agent: AgentView::new(&summary), first_key: KeyWithSecret::new(&created.first_key, now) }
+        let summary = AgentSummary {
+            agent: created.agent.clone(),
+            active_keys: 1,
+        };
+        Self {
+            agent: AgentView::new(&summary),
+            first_key: KeyWithSecret::new(&created.first_key, now),
+        }
     }
 }
 
@@ -155,7 +167,13 @@ pub struct OrgView {
 
 impl OrgView {
     pub fn new(o: &Org) -> Self {
-        Self { id: o.id.to_string(), name: o.name.clone(), slug: o.slug.clone(), plan: o.plan.clone(), created_at: rfc3339(o.created_at) }
+        Self {
+            id: o.id.to_string(),
+            name: o.name.clone(),
+            slug: o.slug.clone(),
+            plan: o.plan.clone(),
+            created_at: rfc3339(o.created_at),
+        }
     }
 }
 
@@ -169,7 +187,12 @@ pub struct TeamView {
 
 impl TeamView {
     pub fn new(t: &Team) -> Self {
-        Self { id: t.id.to_string(), organization_id: t.org.to_string(), name: t.name.clone(), created_at: rfc3339(t.created_at) }
+        Self {
+            id: t.id.to_string(),
+            organization_id: t.org.to_string(),
+            name: t.name.clone(),
+            created_at: rfc3339(t.created_at),
+        }
     }
 }
 
@@ -219,8 +242,14 @@ impl EventView {
             id: e.id.to_string(),
             at: rfc3339(e.at),
             action: e.action.clone(),
-            actor: RefView { kind: e.actor.kind.clone(), id: e.actor.id.clone() },
-            target: RefView { kind: e.target_type.clone(), id: e.target_id.clone() },
+            actor: RefView {
+                kind: e.actor.kind.clone(),
+                id: e.actor.id.clone(),
+            },
+            target: RefView {
+                kind: e.target_type.clone(),
+                id: e.target_id.clone(),
+            },
             ip: e.ip.clone(),
             user_agent: e.user_agent.clone(),
             details: e.details.clone(),
@@ -289,9 +318,20 @@ impl WhoamiView {
         let plan: &Plan = &p.plan;
         Self {
             key: KeyView::new(&p.key, now),
-            agent: WhoamiAgent { id: p.key.agent.to_string(), name: p.agent_name.clone(), capabilities: p.capabilities.names() },
-            organization: WhoamiOrg { id: p.key.org.to_string(), name: p.org_name.clone(), slug: p.org_slug.clone() },
-            plan: WhoamiPlan { name: plan.name.clone(), rate_limit: p.key.rate_limit.unwrap_or(plan.rate_limit) },
+            agent: WhoamiAgent {
+                id: p.key.agent.to_string(),
+                name: p.agent_name.clone(),
+                capabilities: p.capabilities.names(),
+            },
+            organization: WhoamiOrg {
+                id: p.key.org.to_string(),
+                name: p.org_name.clone(),
+                slug: p.org_slug.clone(),
+            },
+            plan: WhoamiPlan {
+                name: plan.name.clone(),
+                rate_limit: p.key.rate_limit.unwrap_or(plan.rate_limit),
+            },
             capabilities: p.capabilities.names(),
         }
     }

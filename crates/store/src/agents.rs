@@ -82,7 +82,11 @@ pub async fn get(conn: &mut Conn, org: &OrgId, id: &AgentId) -> Result<Option<Ag
 }
 
 /// A live agent of `org` found by its (unique) name.
-pub async fn get_by_name(conn: &mut Conn, org: &OrgId, name: &str) -> Result<Option<Agent>, StoreError> {
+pub async fn get_by_name(
+    conn: &mut Conn,
+    org: &OrgId,
+    name: &str,
+) -> Result<Option<Agent>, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM agents a WHERE a.organization_id = $1 AND a.name = $2 AND a.deleted_at IS NULL"
     ))
@@ -121,9 +125,17 @@ pub async fn list(
     .await?;
     let items = rows
         .iter()
-        .map(|r| Ok(AgentSummary { agent: from_row(r)?, active_keys: r.try_get("active_keys")? }))
+        .map(|r| {
+            Ok(AgentSummary {
+                agent: from_row(r)?,
+                active_keys: r.try_get("active_keys")?,
+            })
+        })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Page::from_rows(items, page, |s| Cursor { at: s.agent.created_at, id: s.agent.id.to_string() }))
+    Ok(Page::from_rows(items, page, |s| Cursor {
+        at: s.agent.created_at,
+        id: s.agent.id.to_string(),
+    }))
 }
 
 /// Replaces an agent's name, description and capabilities.
@@ -145,7 +157,12 @@ pub async fn update(conn: &mut Conn, org: &OrgId, agent: &Agent) -> Result<(), S
 }
 
 /// Marks an agent deleted; its record stays for the audit trail.
-pub async fn mark_deleted(conn: &mut Conn, org: &OrgId, id: &AgentId, now: UnixMillis) -> Result<(), StoreError> {
+pub async fn mark_deleted(
+    conn: &mut Conn,
+    org: &OrgId,
+    id: &AgentId,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE agents SET deleted_at = $1 WHERE organization_id = $2 AND id = $3 AND deleted_at IS NULL")
         .bind(now)
         .bind(org.as_str())
@@ -157,24 +174,36 @@ pub async fn mark_deleted(conn: &mut Conn, org: &OrgId, id: &AgentId, now: UnixM
 
 /// An agent of `org`, deleted or not: a deleted agent's capabilities still bound who may act
 /// on its (revoked) keys.
-pub async fn get_including_deleted(conn: &mut Conn, org: &OrgId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM agents a WHERE a.organization_id = $1 AND a.id = $2"))
-        .bind(org.as_str())
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?;
+pub async fn get_including_deleted(
+    conn: &mut Conn,
+    org: &OrgId,
+    id: &AgentId,
+) -> Result<Option<Agent>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM agents a WHERE a.organization_id = $1 AND a.id = $2"
+    ))
+    .bind(org.as_str())
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
 /// Live agents with this exact name or id in any organization, as `(organization, agent)`.
 /// For the operator's command line, which may name an agent without its organization; the
 /// caller refuses an ambiguous answer.
-pub async fn locate(conn: &mut Conn, id_or_name: &str) -> Result<Vec<(OrgId, AgentId)>, StoreError> {
+pub async fn locate(
+    conn: &mut Conn,
+    id_or_name: &str,
+) -> Result<Vec<(OrgId, AgentId)>, StoreError> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT organization_id, id FROM agents WHERE (id = $1 OR name = $1) AND deleted_at IS NULL ORDER BY created_at",
     )
     .bind(id_or_name)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|(o, a)| (OrgId::from_stored(o), AgentId::from_stored(a))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(o, a)| (OrgId::from_stored(o), AgentId::from_stored(a)))
+        .collect())
 }

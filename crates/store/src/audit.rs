@@ -40,7 +40,10 @@ fn from_row(row: &AnyRow) -> Result<(i64, Event), sqlx::Error> {
             id: EventId::from_stored(row.try_get("id")?),
             org: OrgId::from_stored(row.try_get("organization_id")?),
             at: row.try_get("at")?,
-            actor: ActorRef { kind: row.try_get("actor_type")?, id: row.try_get("actor_id")? },
+            actor: ActorRef {
+                kind: row.try_get("actor_type")?,
+                id: row.try_get("actor_id")?,
+            },
             action: row.try_get("action")?,
             target_type: row.try_get("target_type")?,
             target_id: row.try_get("target_id")?,
@@ -101,6 +104,12 @@ pub async fn list(
     .fetch_all(conn)
     .await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    let page = Page::from_rows(items, page, |(seq, e)| Cursor { at: *seq, id: e.id.to_string() });
-    Ok(Page { items: page.items.into_iter().map(|(_, e)| e).collect(), next: page.next })
+    let page = Page::from_rows(items, page, |(seq, e)| Cursor {
+        at: *seq,
+        id: e.id.to_string(),
+    });
+    Ok(Page {
+        items: page.items.into_iter().map(|(_, e)| e).collect(),
+        next: page.next,
+    })
 }

@@ -42,7 +42,11 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;
-            Ok(Self { backend: Backend::Postgres, read: pool.clone(), write: pool })
+            Ok(Self {
+                backend: Backend::Postgres,
+                read: pool.clone(),
+                write: pool,
+            })
         } else {
             Err(StoreError::UnsupportedUrl(redact_url(url)))
         }
@@ -69,10 +73,22 @@ impl Store {
                 })
             })
         };
-        let write = pool_options().max_connections(1).connect_with(options.clone()).await?;
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&write).await?;
-        let read = pool_options().max_connections(8).connect_with(options).await?;
-        Ok(Self { backend: Backend::Sqlite, read, write })
+        let write = pool_options()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&write)
+            .await?;
+        let read = pool_options()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            backend: Backend::Sqlite,
+            read,
+            write,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -137,8 +153,14 @@ pub async fn commit(tx: Tx) -> Result<(), StoreError> {
 mod tests {
     #[test]
     fn redacts_passwords() {
-        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(super::redact_url("sqlite://keyward.db"), "sqlite://keyward.db");
+        assert_eq!(
+            super::redact_url("sqlite://keyward.db"),
+            "sqlite://keyward.db"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! API key records. The secret is never here: only its SHA-256 and a display hint.
 
-use keyward_core::{AgentId, CapabilitySet, KeyHash, KeyId, OrgId, RateLimit, TeamId, UnixMillis, UserId};
+use keyward_core::{
+    AgentId, CapabilitySet, KeyHash, KeyId, OrgId, RateLimit, TeamId, UnixMillis, UserId,
+};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -60,22 +62,36 @@ fn from_row(row: &AnyRow) -> Result<KeyRecord, sqlx::Error> {
         name: row.try_get("name")?,
         hint: row.try_get("hint")?,
         hash: KeyHash::from_stored(row.try_get("key_hash")?),
-        team: row.try_get::<Option<String>, _>("team_id")?.map(TeamId::from_stored),
-        owner: row.try_get::<Option<String>, _>("owner_id")?.map(UserId::from_stored),
+        team: row
+            .try_get::<Option<String>, _>("team_id")?
+            .map(TeamId::from_stored),
+        owner: row
+            .try_get::<Option<String>, _>("owner_id")?
+            .map(UserId::from_stored),
         environment: row.try_get("environment")?,
         created_at: row.try_get("created_at")?,
-        created_by: ActorRef { kind: row.try_get("created_by_type")?, id: row.try_get("created_by_id")? },
+        created_by: ActorRef {
+            kind: row.try_get("created_by_type")?,
+            id: row.try_get("created_by_id")?,
+        },
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
         revoked_by: row.try_get("revoked_by")?,
         revoked_reason: row.try_get("revoked_reason")?,
         last_used_at: row.try_get("last_used_at")?,
         rate_limit: match (limit, window) {
-            (Some(l), Some(w)) => Some(RateLimit { limit: l as u64, window_seconds: w as u64 }),
+            (Some(l), Some(w)) => Some(RateLimit {
+                limit: l as u64,
+                window_seconds: w as u64,
+            }),
             _ => None,
         },
-        rolled_from: row.try_get::<Option<String>, _>("rolled_from")?.map(KeyId::from_stored),
-        rolled_to: row.try_get::<Option<String>, _>("rolled_to")?.map(KeyId::from_stored),
+        rolled_from: row
+            .try_get::<Option<String>, _>("rolled_from")?
+            .map(KeyId::from_stored),
+        rolled_to: row
+            .try_get::<Option<String>, _>("rolled_to")?
+            .map(KeyId::from_stored),
     })
 }
 
@@ -109,13 +125,19 @@ pub async fn insert(conn: &mut Conn, key: &KeyRecord) -> Result<(), StoreError> 
 }
 
 /// A key visible in `scope`.
-pub async fn get(conn: &mut Conn, scope: &Scope, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys k WHERE {SCOPE_SQL} AND k.id = $3"))
-        .bind(scope.org.as_str())
-        .bind(scope_team(scope))
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?;
+pub async fn get(
+    conn: &mut Conn,
+    scope: &Scope,
+    id: &KeyId,
+) -> Result<Option<KeyRecord>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM api_keys k WHERE {SCOPE_SQL} AND k.id = $3"
+    ))
+    .bind(scope.org.as_str())
+    .bind(scope_team(scope))
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
@@ -143,7 +165,10 @@ pub async fn list(
     .fetch_all(conn)
     .await?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_rows(items, page, |k| Cursor { at: k.created_at, id: k.id.to_string() }))
+    Ok(Page::from_rows(items, page, |k| Cursor {
+        at: k.created_at,
+        id: k.id.to_string(),
+    }))
 }
 
 /// Writes a key's changeable fields (name, rate-limit override, expiry) back.
@@ -235,7 +260,11 @@ pub async fn mark_rolled(
 
 /// Keys of `org` that count against a plan's `max_keys`: not revoked, not expired, and not
 /// an old key rolled into a new one (rolling never changes the count).
-pub async fn count_counted(conn: &mut Conn, org: &OrgId, now: UnixMillis) -> Result<i64, StoreError> {
+pub async fn count_counted(
+    conn: &mut Conn,
+    org: &OrgId,
+    now: UnixMillis,
+) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT COUNT(*) FROM api_keys
          WHERE organization_id = $1 AND revoked_at IS NULL AND rolled_to IS NULL
@@ -250,10 +279,11 @@ pub async fn count_counted(conn: &mut Conn, org: &OrgId, now: UnixMillis) -> Res
 /// Which organization a key id belongs to. For the operator's command line, which names keys
 /// by id alone; the answer is then used as the scope of every further query.
 pub async fn locate(conn: &mut Conn, id: &KeyId) -> Result<Option<OrgId>, StoreError> {
-    let org: Option<String> = sqlx::query_scalar("SELECT organization_id FROM api_keys WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?;
+    let org: Option<String> =
+        sqlx::query_scalar("SELECT organization_id FROM api_keys WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(conn)
+            .await?;
     Ok(org.map(OrgId::from_stored))
 }
 
@@ -272,7 +302,10 @@ pub struct AuthRecord {
 /// Finds a key by the SHA-256 of the presented secret. The hash is the credential, so this
 /// lookup is the one place a key is found without an organization; everything after it is
 /// scoped by the organization it returns.
-pub async fn find_for_auth(conn: &mut Conn, hash: &KeyHash) -> Result<Option<AuthRecord>, StoreError> {
+pub async fn find_for_auth(
+    conn: &mut Conn,
+    hash: &KeyHash,
+) -> Result<Option<AuthRecord>, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS}, a.name AS agent_name, a.capabilities AS agent_capabilities, a.deleted_at AS agent_deleted_at,
                 o.name AS org_name, o.slug AS org_slug, o.plan AS org_plan
@@ -299,7 +332,10 @@ pub async fn find_for_auth(conn: &mut Conn, hash: &KeyHash) -> Result<Option<Aut
 }
 
 /// Moves `last_used_at` forward (never back) for a batch of `(org, key, time)` entries.
-pub async fn touch_last_used(conn: &mut Conn, entries: &[(OrgId, KeyId, UnixMillis)]) -> Result<(), StoreError> {
+pub async fn touch_last_used(
+    conn: &mut Conn,
+    entries: &[(OrgId, KeyId, UnixMillis)],
+) -> Result<(), StoreError> {
     for (org, id, at) in entries {
         sqlx::query(
             "UPDATE api_keys SET last_used_at = $1
@@ -314,12 +350,14 @@ pub async fn touch_last_used(conn: &mut Conn, entries: &[(OrgId, KeyId, UnixMill
     Ok(())
 }
 
-
-
-
 /// How many keys of an agent (revoked ones included) are not scoped to `team`. A team-scoped
 /// caller may change an agent only when this is zero: the change would reach outside its team.
-pub async fn count_outside_team(conn: &mut Conn, org: &OrgId, agent: &AgentId, team: &TeamId) -> Result<i64, StoreError> {
+pub async fn count_outside_team(
+    conn: &mut Conn,
+    org: &OrgId,
+    agent: &AgentId,
+    team: &TeamId,
+) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT COUNT(*) FROM api_keys
          WHERE organization_id = $1 AND agent_id = $2 AND (team_id IS NULL OR team_id <> $3)",
@@ -332,7 +370,12 @@ pub async fn count_outside_team(conn: &mut Conn, org: &OrgId, agent: &AgentId, t
 }
 
 /// Keys of one agent that still work (not revoked, not expired).
-pub async fn count_active_of_agent(conn: &mut Conn, org: &OrgId, agent: &AgentId, now: UnixMillis) -> Result<i64, StoreError> {
+pub async fn count_active_of_agent(
+    conn: &mut Conn,
+    org: &OrgId,
+    agent: &AgentId,
+    now: UnixMillis,
+) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT COUNT(*) FROM api_keys
          WHERE organization_id = $1 AND agent_id = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)",

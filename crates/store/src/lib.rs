@@ -40,7 +40,10 @@ impl Scope {
     }
 
     pub fn team(org: OrgId, team: TeamId) -> Self {
-        Self { org, team: Some(team) }
+        Self {
+            org,
+            team: Some(team),
+        }
     }
 }
 

@@ -44,15 +44,21 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
             Backend::Sqlite => m.sqlite,
             Backend::Postgres => m.postgres,
         };
-        let fail = |source| StoreError::Migration { version: m.version, name: m.name, source };
+        let fail = |source| StoreError::Migration {
+            version: m.version,
+            name: m.name,
+            source,
+        };
         tx.execute(sqlx::raw_sql(sql)).await.map_err(fail)?;
-        sqlx::query("INSERT INTO keyward_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(fail)?;
+        sqlx::query(
+            "INSERT INTO keyward_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
         tracing::info!(version = m.version, name = m.name, "applied migration");
     }
     tx.commit().await?;

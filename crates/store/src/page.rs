@@ -19,7 +19,10 @@ impl Cursor {
         let at: i64 = at.parse().ok()?;
         let id_ok = (1..=100).contains(&id.len())
             && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        id_ok.then(|| Cursor { at, id: id.to_string() })
+        id_ok.then(|| Cursor {
+            at,
+            id: id.to_string(),
+        })
     }
 }
 
@@ -33,11 +36,17 @@ pub struct PageRequest {
 impl PageRequest {
     /// Every item, for the command line.
     pub fn all() -> Self {
-        Self { limit: u32::MAX, cursor: None }
+        Self {
+            limit: u32::MAX,
+            cursor: None,
+        }
     }
 
     pub fn first(limit: u32) -> Self {
-        Self { limit, cursor: None }
+        Self {
+            limit,
+            cursor: None,
+        }
     }
 
     /// Rows to fetch: one more than asked, to learn whether another page exists.
@@ -63,12 +72,20 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// Trims the extra row fetched by [`PageRequest::fetch_limit`] and derives the next cursor.
-    pub(crate) fn from_rows(mut items: Vec<T>, req: &PageRequest, pos: impl Fn(&T) -> Cursor) -> Self {
+    pub(crate) fn from_rows(
+        mut items: Vec<T>,
+        req: &PageRequest,
+        pos: impl Fn(&T) -> Cursor,
+    ) -> Self {
         let has_more = items.len() as u64 > u64::from(req.limit);
         if has_more {
             items.truncate(req.limit as usize);
         }
-        let next = if has_more { items.last().map(pos) } else { None };
+        let next = if has_more {
+            items.last().map(pos)
+        } else {
+            None
+        };
         Self { items, next }
     }
 }

@@ -24,14 +24,18 @@ fn from_row(row: &AnyRow) -> Result<Team, sqlx::Error> {
 }
 
 pub async fn insert(conn: &mut Conn, team: &Team) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO teams (id, organization_id, name, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(team.id.as_str())
-        .bind(team.org.as_str())
-        .bind(&team.name)
-        .bind(team.created_at)
-        .execute(conn)
-        .await
-        .map_err(|e| StoreError::on_unique(e, || format!("a team named {:?} already exists", team.name)))?;
+    sqlx::query(
+        "INSERT INTO teams (id, organization_id, name, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(team.id.as_str())
+    .bind(team.org.as_str())
+    .bind(&team.name)
+    .bind(team.created_at)
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        StoreError::on_unique(e, || format!("a team named {:?} already exists", team.name))
+    })?;
     Ok(())
 }
 
@@ -44,7 +48,11 @@ pub async fn get(conn: &mut Conn, org: &OrgId, id: &TeamId) -> Result<Option<Tea
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
-pub async fn get_by_name(conn: &mut Conn, org: &OrgId, name: &str) -> Result<Option<Team>, StoreError> {
+pub async fn get_by_name(
+    conn: &mut Conn,
+    org: &OrgId,
+    name: &str,
+) -> Result<Option<Team>, StoreError> {
     let row = sqlx::query("SELECT id, organization_id, name, created_at FROM teams WHERE organization_id = $1 AND name = $2")
         .bind(org.as_str())
         .bind(name)
@@ -54,7 +62,11 @@ pub async fn get_by_name(conn: &mut Conn, org: &OrgId, name: &str) -> Result<Opt
 }
 
 /// The teams of `org` visible to `only_team` (all when `None`), newest first.
-pub async fn list(conn: &mut Conn, org: &OrgId, only_team: Option<&TeamId>) -> Result<Vec<Team>, StoreError> {
+pub async fn list(
+    conn: &mut Conn,
+    org: &OrgId,
+    only_team: Option<&TeamId>,
+) -> Result<Vec<Team>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, organization_id, name, created_at FROM teams
          WHERE organization_id = $1 AND ($2 = '' OR id = $2)
@@ -85,7 +97,12 @@ pub async fn add_member(
     Ok(())
 }
 
-pub async fn is_member(conn: &mut Conn, org: &OrgId, team: &TeamId, user: &UserId) -> Result<bool, StoreError> {
+pub async fn is_member(
+    conn: &mut Conn,
+    org: &OrgId,
+    team: &TeamId,
+    user: &UserId,
+) -> Result<bool, StoreError> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM team_members WHERE organization_id = $1 AND team_id = $2 AND user_id = $3",
     )

@@ -41,7 +41,11 @@ fn member_from_row(row: &AnyRow) -> Result<Member, sqlx::Error> {
     })
 }
 
-pub async fn insert(conn: &mut Conn, user: &User, password_hash: Option<&str>) -> Result<(), StoreError> {
+pub async fn insert(
+    conn: &mut Conn,
+    user: &User,
+    password_hash: Option<&str>,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO users (id, email, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(user.id.as_str())
         .bind(&user.email)
@@ -64,10 +68,11 @@ pub async fn get_by_email(conn: &mut Conn, email: &str) -> Result<Option<User>, 
 
 /// The stored argon2id hash of a user's password, if one is set.
 pub async fn password_hash(conn: &mut Conn, id: &UserId) -> Result<Option<String>, StoreError> {
-    let hash: Option<Option<String>> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?;
+    let hash: Option<Option<String>> =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(conn)
+            .await?;
     Ok(hash.flatten())
 }
 
@@ -102,45 +107,63 @@ const MEMBER_SELECT: &str = "SELECT u.id, u.email, u.name, u.created_at, m.organ
     FROM memberships m JOIN users u ON u.id = m.user_id";
 
 /// A user's membership in `org`, if any.
-pub async fn member(conn: &mut Conn, org: &OrgId, user: &UserId) -> Result<Option<Member>, StoreError> {
-    let row = sqlx::query(&format!("{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.user_id = $2"))
-        .bind(org.as_str())
-        .bind(user.as_str())
-        .fetch_optional(conn)
-        .await?;
+pub async fn member(
+    conn: &mut Conn,
+    org: &OrgId,
+    user: &UserId,
+) -> Result<Option<Member>, StoreError> {
+    let row = sqlx::query(&format!(
+        "{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.user_id = $2"
+    ))
+    .bind(org.as_str())
+    .bind(user.as_str())
+    .fetch_optional(conn)
+    .await?;
     Ok(row.as_ref().map(member_from_row).transpose()?)
 }
 
 /// A member of `org` found by email.
-pub async fn member_by_email(conn: &mut Conn, org: &OrgId, email: &str) -> Result<Option<Member>, StoreError> {
-    let row = sqlx::query(&format!("{MEMBER_SELECT} WHERE m.organization_id = $1 AND u.email = $2"))
-        .bind(org.as_str())
-        .bind(email)
-        .fetch_optional(conn)
-        .await?;
+pub async fn member_by_email(
+    conn: &mut Conn,
+    org: &OrgId,
+    email: &str,
+) -> Result<Option<Member>, StoreError> {
+    let row = sqlx::query(&format!(
+        "{MEMBER_SELECT} WHERE m.organization_id = $1 AND u.email = $2"
+    ))
+    .bind(org.as_str())
+    .bind(email)
+    .fetch_optional(conn)
+    .await?;
     Ok(row.as_ref().map(member_from_row).transpose()?)
 }
 
 /// Every membership of a user, across organizations.
 pub async fn memberships_of(conn: &mut Conn, user: &UserId) -> Result<Vec<Member>, StoreError> {
-    let rows = sqlx::query(&format!("{MEMBER_SELECT} WHERE m.user_id = $1 ORDER BY m.created_at"))
-        .bind(user.as_str())
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "{MEMBER_SELECT} WHERE m.user_id = $1 ORDER BY m.created_at"
+    ))
+    .bind(user.as_str())
+    .fetch_all(conn)
+    .await?;
     Ok(rows.iter().map(member_from_row).collect::<Result<_, _>>()?)
 }
 
 /// The members of `org`, oldest first.
 pub async fn members(conn: &mut Conn, org: &OrgId) -> Result<Vec<Member>, StoreError> {
-    let rows = sqlx::query(&format!("{MEMBER_SELECT} WHERE m.organization_id = $1 ORDER BY m.created_at, u.id"))
-        .bind(org.as_str())
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "{MEMBER_SELECT} WHERE m.organization_id = $1 ORDER BY m.created_at, u.id"
+    ))
+    .bind(org.as_str())
+    .fetch_all(conn)
+    .await?;
     Ok(rows.iter().map(member_from_row).collect::<Result<_, _>>()?)
 }
 
 /// Whether any user exists anywhere (decides whether first-run setup is open).
 pub async fn any_exist(conn: &mut Conn) -> Result<bool, StoreError> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(conn).await?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(conn)
+        .await?;
     Ok(n > 0)
 }

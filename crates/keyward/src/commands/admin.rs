@@ -17,20 +17,33 @@ pub async fn org(service: &Service, command: OrgCommand, out: Output) -> CliResu
         OrgCommand::Create { name, slug, plan } => {
             let org = service.create_org(NewOrg { name, slug, plan }).await?;
             out.print(&OrgView::new(&org), || {
-                format!("Created organization {} ({}, slug {}) on the {} plan.", org.name, org.id, org.slug, org.plan)
+                format!(
+                    "Created organization {} ({}, slug {}) on the {} plan.",
+                    org.name, org.id, org.slug, org.plan
+                )
             })
         }
         OrgCommand::List => {
             let orgs = service.list_orgs().await?;
-            let page = Page { items: orgs, next: None };
+            let page = Page {
+                items: orgs,
+                next: None,
+            };
             let body = ListView::new(&page, page.items.len() as u32, OrgView::new);
             out.print(&body, || {
                 if page.items.is_empty() {
-                    return "No organizations yet. Create one with: keyward org create --name NAME".into();
+                    return "No organizations yet. Create one with: keyward org create --name NAME"
+                        .into();
                 }
-                let mut lines = vec![format!("{:<30} {:<24} {:<12} {}", "ID", "SLUG", "PLAN", "NAME")];
+                let mut lines = vec![format!(
+                    "{:<30} {:<24} {:<12} {}",
+                    "ID", "SLUG", "PLAN", "NAME"
+                )];
                 for o in &page.items {
-                    lines.push(format!("{:<30} {:<24} {:<12} {}", o.id, o.slug, o.plan, o.name));
+                    lines.push(format!(
+                        "{:<30} {:<24} {:<12} {}",
+                        o.id, o.slug, o.plan, o.name
+                    ));
                 }
                 lines.join("\n")
             })
@@ -38,7 +51,9 @@ pub async fn org(service: &Service, command: OrgCommand, out: Output) -> CliResu
         OrgCommand::Update { org, plan } => {
             let org = service.find_org(&org).await?;
             let org = service.change_plan(&Caller::cli(org.id), &plan).await?;
-            out.print(&OrgView::new(&org), || format!("{} is now on the {} plan.", org.name, org.plan))
+            out.print(&OrgView::new(&org), || {
+                format!("{} is now on the {} plan.", org.name, org.plan)
+            })
         }
     }
 }
@@ -46,8 +61,10 @@ pub async fn org(service: &Service, command: OrgCommand, out: Output) -> CliResu
 /// Reads a password: from a prompt (twice) on a terminal, else one line of stdin.
 fn read_password(prompt: &str) -> CliResult<SecretString> {
     if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password(prompt).map_err(|e| CliError::failure(format!("cannot read the password: {e}")))?;
-        let again = rpassword::prompt_password("Repeat the password: ").map_err(|e| CliError::failure(format!("cannot read the password: {e}")))?;
+        let first = rpassword::prompt_password(prompt)
+            .map_err(|e| CliError::failure(format!("cannot read the password: {e}")))?;
+        let again = rpassword::prompt_password("Repeat the password: ")
+            .map_err(|e| CliError::failure(format!("cannot read the password: {e}")))?;
         if first != again {
             return Err(CliError::failure("the passwords do not match"));
         }
@@ -58,7 +75,9 @@ fn read_password(prompt: &str) -> CliResult<SecretString> {
             .lock()
             .read_line(&mut line)
             .map_err(|e| CliError::failure(format!("cannot read the password from stdin: {e}")))?;
-        Ok(SecretString::from(line.trim_end_matches(['\r', '\n']).to_string()))
+        Ok(SecretString::from(
+            line.trim_end_matches(['\r', '\n']).to_string(),
+        ))
     }
 }
 
@@ -67,14 +86,22 @@ pub async fn user(service: &Service, command: UserCommand, out: Output) -> CliRe
         UserCommand::Create { org, email, role } => {
             let org = service.find_org(&org).await?;
             let caller = Caller::cli(org.id.clone());
-            let password = read_password(&format!("Password for {email} (at least 10 characters): "))?;
-            let member = service.create_user(&caller, &email, role, Some(password)).await?;
+            let password =
+                read_password(&format!("Password for {email} (at least 10 characters): "))?;
+            let member = service
+                .create_user(&caller, &email, role, Some(password))
+                .await?;
             out.print(&MemberView::new(&member), || {
-                format!("Added {} ({}) to {} as {}.", member.user.email, member.user.id, org.name, member.role)
+                format!(
+                    "Added {} ({}) to {} as {}.",
+                    member.user.email, member.user.id, org.name, member.role
+                )
             })
         }
         UserCommand::SetPassword { email } => {
-            let password = read_password(&format!("New password for {email} (at least 10 characters): "))?;
+            let password = read_password(&format!(
+                "New password for {email} (at least 10 characters): "
+            ))?;
             let user = service.set_password(&email, password).await?;
             let body = json!({"id": user.id, "email": user.email, "password_changed": true});
             out.print(&body, || format!("Changed the password of {}.", user.email))
@@ -86,8 +113,12 @@ pub async fn team(service: &Service, command: TeamCommand, out: Output) -> CliRe
     match command {
         TeamCommand::Create { org, name } => {
             let org = service.find_org(&org).await?;
-            let team = service.create_team(&Caller::cli(org.id.clone()), &name).await?;
-            out.print(&TeamView::new(&team), || format!("Created team {} ({}) in {}.", team.name, team.id, org.name))
+            let team = service
+                .create_team(&Caller::cli(org.id.clone()), &name)
+                .await?;
+            out.print(&TeamView::new(&team), || {
+                format!("Created team {} ({}) in {}.", team.name, team.id, org.name)
+            })
         }
     }
 }

@@ -2,7 +2,9 @@
 
 use keyward_core::{KeyId, UserId};
 use keyward_server::service::{KeyChanges, NewAgent, NewKey};
-use keyward_server::views::{rfc3339, AgentCreatedView, AgentView, KeyView, KeyWithSecret, ListView, RolledView};
+use keyward_server::views::{
+    rfc3339, AgentCreatedView, AgentView, KeyView, KeyWithSecret, ListView, RolledView,
+};
 use keyward_server::{Caller, Service};
 use keyward_store::agents::Agent;
 use keyward_store::keys::KeyRecord;
@@ -11,7 +13,8 @@ use keyward_store::PageRequest;
 use super::{CliError, CliResult, Output};
 use crate::cli::{AgentCommand, KeyCommand};
 
-const SHOWN_ONCE: &str = "This key is shown once and cannot be retrieved again: keyward stores only its hash.\n\
+const SHOWN_ONCE: &str =
+    "This key is shown once and cannot be retrieved again: keyward stores only its hash.\n\
 Store it in your secret manager now.";
 
 fn secret_block(secret: &str) -> String {
@@ -24,17 +27,34 @@ fn describe_key(k: &KeyRecord) -> String {
         k.id,
         k.name,
         k.environment,
-        k.team.as_ref().map_or("all teams".to_string(), |t| format!("team {t}")),
-        k.expires_at.map_or(String::new(), |at| format!(", expires {}", rfc3339(at))),
+        k.team
+            .as_ref()
+            .map_or("all teams".to_string(), |t| format!("team {t}")),
+        k.expires_at
+            .map_or(String::new(), |at| format!(", expires {}", rfc3339(at))),
     )
 }
 
 pub async fn agent(service: &Service, command: AgentCommand, out: Output) -> CliResult {
     match command {
-        AgentCommand::Create { org, name, description, capabilities } => {
+        AgentCommand::Create {
+            org,
+            name,
+            description,
+            capabilities,
+        } => {
             let org = service.find_org(&org).await?;
             let caller = Caller::cli(org.id.clone());
-            let created = service.create_agent(&caller, NewAgent { name, description, capabilities }).await?;
+            let created = service
+                .create_agent(
+                    &caller,
+                    NewAgent {
+                        name,
+                        description,
+                        capabilities,
+                    },
+                )
+                .await?;
             let body = AgentCreatedView::new(&created, service.now());
             out.print(&body, || {
                 format!(
@@ -49,7 +69,9 @@ pub async fn agent(service: &Service, command: AgentCommand, out: Output) -> Cli
         }
         AgentCommand::List { org } => {
             let org = service.find_org(&org).await?;
-            let page = service.list_agents(&Caller::cli(org.id), &PageRequest::all()).await?;
+            let page = service
+                .list_agents(&Caller::cli(org.id), &PageRequest::all())
+                .await?;
             let body = ListView::new(&page, page.items.len() as u32, AgentView::new);
             out.print(&body, || {
                 if page.items.is_empty() {
@@ -73,7 +95,11 @@ pub async fn agent(service: &Service, command: AgentCommand, out: Output) -> Cli
 
 /// Finds the agent a `--agent` flag names: with `--org`, in that organization; without it,
 /// across all organizations, refusing a name that more than one organization uses.
-async fn resolve_agent(service: &Service, agent: &str, org: Option<&str>) -> CliResult<(Caller, Agent)> {
+async fn resolve_agent(
+    service: &Service,
+    agent: &str,
+    org: Option<&str>,
+) -> CliResult<(Caller, Agent)> {
     if let Some(org) = org {
         let org = service.find_org(org).await?;
         let caller = Caller::cli(org.id);
@@ -109,7 +135,16 @@ async fn caller_for_key(service: &Service, key_id: &str) -> CliResult<(Caller, K
 pub async fn key(service: &Service, command: KeyCommand, out: Output) -> CliResult {
     let now = service.now();
     match command {
-        KeyCommand::Create { agent, org, name, team, owner, environment, expires_in, rate_limit } => {
+        KeyCommand::Create {
+            agent,
+            org,
+            name,
+            team,
+            owner,
+            environment,
+            expires_in,
+            rate_limit,
+        } => {
             let (caller, agent) = resolve_agent(service, &agent, org.as_deref()).await?;
             let team = match team {
                 Some(t) => Some(service.find_team(&caller, &t).await?.id),
@@ -129,7 +164,12 @@ pub async fn key(service: &Service, command: KeyCommand, out: Output) -> CliResu
             };
             let created = service.create_key(&caller, &agent.id, input).await?;
             out.print(&KeyWithSecret::new(&created, now), || {
-                format!("Created key {} for agent {}:\n{}", describe_key(&created.record), agent.name, secret_block(created.secret.expose()))
+                format!(
+                    "Created key {} for agent {}:\n{}",
+                    describe_key(&created.record),
+                    agent.name,
+                    secret_block(created.secret.expose())
+                )
             })
         }
         KeyCommand::List { org, agent } => {
@@ -139,7 +179,9 @@ pub async fn key(service: &Service, command: KeyCommand, out: Output) -> CliResu
                 Some(a) => Some(service.find_agent(&caller, &a).await?.id),
                 None => None,
             };
-            let page = service.list_keys(&caller, agent.as_ref(), &PageRequest::all()).await?;
+            let page = service
+                .list_keys(&caller, agent.as_ref(), &PageRequest::all())
+                .await?;
             let body = ListView::new(&page, page.items.len() as u32, |k| KeyView::new(k, now));
             out.print(&body, || {
                 if page.items.is_empty() {
@@ -160,10 +202,17 @@ pub async fn key(service: &Service, command: KeyCommand, out: Output) -> CliResu
                 lines.join("\n")
             })
         }
-        KeyCommand::Update { key_id, name, rate_limit, expires_in } => {
+        KeyCommand::Update {
+            key_id,
+            name,
+            rate_limit,
+            expires_in,
+        } => {
             let (caller, id) = caller_for_key(service, &key_id).await?;
             if name.is_none() && rate_limit.is_none() && expires_in.is_none() {
-                return Err(CliError::usage("nothing to change: give --name, --rate-limit or --expires-in"));
+                return Err(CliError::usage(
+                    "nothing to change: give --name, --rate-limit or --expires-in",
+                ));
             }
             let changes = KeyChanges {
                 name,
@@ -171,18 +220,25 @@ pub async fn key(service: &Service, command: KeyCommand, out: Output) -> CliResu
                 expires_at: expires_in.map(|d| Some(now + d.seconds() as i64 * 1000)),
             };
             let key = service.update_key(&caller, &id, changes).await?;
-            out.print(&KeyView::new(&key, now), || format!("Updated key {}.", describe_key(&key)))
+            out.print(&KeyView::new(&key, now), || {
+                format!("Updated key {}.", describe_key(&key))
+            })
         }
         KeyCommand::Revoke { key_id, reason } => {
             let (caller, id) = caller_for_key(service, &key_id).await?;
             let key = service.revoke_key(&caller, &id, reason.as_deref()).await?;
             out.print(&KeyView::new(&key, now), || {
-                format!("Revoked key {} ({}). Requests with it are refused from now on.", key.id, key.hint)
+                format!(
+                    "Revoked key {} ({}). Requests with it are refused from now on.",
+                    key.id, key.hint
+                )
             })
         }
         KeyCommand::Roll { key_id, grace } => {
             let (caller, id) = caller_for_key(service, &key_id).await?;
-            let rolled = service.roll_key(&caller, &id, grace.map(|g| g.seconds())).await?;
+            let rolled = service
+                .roll_key(&caller, &id, grace.map(|g| g.seconds()))
+                .await?;
             out.print(&RolledView::new(&rolled, now), || {
                 format!(
                     "Rolled key {} into {}. The old key keeps working until {}.\nThe new key:\n{}",
@@ -195,4 +251,3 @@ pub async fn key(service: &Service, command: KeyCommand, out: Output) -> CliResu
         }
     }
 }
-

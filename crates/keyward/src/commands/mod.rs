@@ -21,11 +21,17 @@ pub struct CliError {
 
 impl CliError {
     pub fn usage(message: impl Into<String>) -> Self {
-        Self { message: message.into(), exit_code: 2 }
+        Self {
+            message: message.into(),
+            exit_code: 2,
+        }
     }
 
     pub fn failure(message: impl Into<String>) -> Self {
-        Self { message: message.into(), exit_code: 1 }
+        Self {
+            message: message.into(),
+            exit_code: 1,
+        }
     }
 }
 
@@ -41,7 +47,9 @@ impl From<ServiceError> for CliError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::NotFound(what) => CliError::failure(format!("{what} not found")),
-            ServiceError::Invalid { field, message } => CliError::failure(format!("{field}: {message}")),
+            ServiceError::Invalid { field, message } => {
+                CliError::failure(format!("{field}: {message}"))
+            }
             ServiceError::Internal(e) => CliError::from(e),
             other => CliError::failure(other.to_string()),
         }
@@ -66,7 +74,8 @@ impl Output {
     /// Prints `body` as the one JSON document, or `human` for people.
     pub fn print<T: Serialize>(&self, body: &T, human: impl FnOnce() -> String) -> CliResult {
         if self.json {
-            let text = serde_json::to_string_pretty(body).map_err(|e| CliError::failure(e.to_string()))?;
+            let text =
+                serde_json::to_string_pretty(body).map_err(|e| CliError::failure(e.to_string()))?;
             println!("{text}");
         } else {
             println!("{}", human());
@@ -76,10 +85,16 @@ impl Output {
 }
 
 pub async fn run(cli: Cli) -> CliResult {
-    let mut overrides = Overrides { config: cli.config.clone(), database_url: cli.database_url.clone(), ..Default::default() };
+    let mut overrides = Overrides {
+        config: cli.config.clone(),
+        database_url: cli.database_url.clone(),
+        ..Default::default()
+    };
     if let Command::Serve(args) = &cli.command {
         if cli.json {
-            return Err(CliError::usage("serve does not take --json; it logs to stderr"));
+            return Err(CliError::usage(
+                "serve does not take --json; it logs to stderr",
+            ));
         }
         overrides.listen = args.listen.clone();
         overrides.redis_url = args.redis_url.clone();
@@ -90,7 +105,9 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => serve::run(settings, args.demo).await,
         Command::Migrate => {
             let service = open(&settings).await?;
-            out.print(&serde_json::json!({"status": "migrated"}), || "The database schema is up to date.".into())?;
+            out.print(&serde_json::json!({"status": "migrated"}), || {
+                "The database schema is up to date.".into()
+            })?;
             service.store().close().await;
             Ok(())
         }
@@ -105,14 +122,22 @@ pub async fn run(cli: Cli) -> CliResult {
 /// Connects to the configured database and brings its schema up to date.
 pub async fn open(settings: &Settings) -> CliResult<Service> {
     let shown = keyward_store::redact_url(&settings.database_url);
-    let store = Store::connect(&settings.database_url)
-        .await
-        .map_err(|e| CliError::failure(format!("cannot open the database {shown}: {}", error_chain(&e))))?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| CliError::failure(format!("cannot migrate the database {shown}: {}", error_chain(&e))))?;
-    Ok(Service::new(store, std::sync::Arc::new(settings.app.clone())))
+    let store = Store::connect(&settings.database_url).await.map_err(|e| {
+        CliError::failure(format!(
+            "cannot open the database {shown}: {}",
+            error_chain(&e)
+        ))
+    })?;
+    store.migrate().await.map_err(|e| {
+        CliError::failure(format!(
+            "cannot migrate the database {shown}: {}",
+            error_chain(&e)
+        ))
+    })?;
+    Ok(Service::new(
+        store,
+        std::sync::Arc::new(settings.app.clone()),
+    ))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -9,7 +9,8 @@ use super::{open, CliError, CliResult};
 use crate::settings::Settings;
 
 pub async fn run(settings: Settings, load_demo: bool) -> CliResult {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -25,7 +26,10 @@ pub async fn run(settings: Settings, load_demo: bool) -> CliResult {
             "redis_url is set, but this version keeps rate limits and revocation on this node only"
         );
     }
-    tracing::debug!(usage_retention_days = settings.usage_retention_days, "usage retention");
+    tracing::debug!(
+        usage_retention_days = settings.usage_retention_days,
+        "usage retention"
+    );
     let service = open(&settings).await?;
     tracing::info!(database = %keyward_store::redact_url(&settings.database_url), "storage ready");
 
@@ -39,7 +43,12 @@ pub async fn run(settings: Settings, load_demo: bool) -> CliResult {
         None
     };
 
-    let app = Application::build(&settings.listen, service.store().clone(), settings.app.clone()).await?;
+    let app = Application::build(
+        &settings.listen,
+        service.store().clone(),
+        settings.app.clone(),
+    )
+    .await?;
     let addr = app.local_addr();
     let mut stdout = std::io::stdout().lock();
     let mut say = |line: String| {
@@ -50,7 +59,10 @@ pub async fn run(settings: Settings, load_demo: bool) -> CliResult {
         Some(Some(d)) => {
             say(format!("Demo sign-in: {} / {}", d.email, d.password));
             say(format!("Demo API key (shown once): {}", d.api_key));
-            say(format!("Try it: curl -H \"Authorization: Bearer {}\" http://{addr}/v1/whoami", d.api_key));
+            say(format!(
+                "Try it: curl -H \"Authorization: Bearer {}\" http://{addr}/v1/whoami",
+                d.api_key
+            ));
         }
         Some(None) => say("Demo data not loaded: the store already has data.".to_string()),
         None => {}
@@ -59,7 +71,9 @@ pub async fn run(settings: Settings, load_demo: bool) -> CliResult {
     drop(stdout);
 
     tracing::info!(%addr, "keyward is serving");
-    app.run_until(shutdown_signal()).await.map_err(CliError::from)?;
+    app.run_until(shutdown_signal())
+        .await
+        .map_err(CliError::from)?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -16,9 +16,21 @@ async fn a_valid_key_in_either_header_authenticates() {
     assert!(r.body["key"].get("secret").is_none());
     assert!(!r.text.contains(&t.key), "whoami never echoes the secret");
 
-    let r = app.client.get(app.url("/v1/whoami")).header("X-API-Key", &t.key).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/v1/whoami"))
+        .header("X-API-Key", &t.key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = app.client.get(app.url("/v1/whoami")).header("Authorization", format!("bearer {}", t.key)).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/v1/whoami"))
+        .header("Authorization", format!("bearer {}", t.key))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "the scheme is case-insensitive");
     let r = app
         .client
@@ -31,7 +43,11 @@ async fn a_valid_key_in_either_header_authenticates() {
     assert_eq!(r.status(), 200, "the same key in both headers is fine");
 }
 
-async fn raw(app: &crate::helpers::TestApp, path: &str, headers: &[(&str, &str)]) -> crate::helpers::Reply {
+async fn raw(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> crate::helpers::Reply {
     let mut req = app.client.get(app.url(path));
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -44,13 +60,23 @@ async fn keys_in_the_query_are_refused_whatever_their_value() {
     let app = spawn_app().await;
     let t = app.tenant("Acme", "pro", ALL).await;
     for name in ["api_key", "apikey", "key", "access_token"] {
-        let r = raw(&app, &format!("/v1/whoami?{name}=whatever"), &[("Authorization", &format!("Bearer {}", t.key))]).await;
+        let r = raw(
+            &app,
+            &format!("/v1/whoami?{name}=whatever"),
+            &[("Authorization", &format!("Bearer {}", t.key))],
+        )
+        .await;
         r.expect(400, "key_in_query");
         let r = raw(&app, &format!("/v1/agents?limit=5&{name}="), &[]).await;
         r.expect(400, "key_in_query");
     }
     // Only those exact names.
-    let r = raw(&app, "/v1/whoami?keys=1&API_KEY=2", &[("X-API-Key", &t.key)]).await;
+    let r = raw(
+        &app,
+        "/v1/whoami?keys=1&API_KEY=2",
+        &[("X-API-Key", &t.key)],
+    )
+    .await;
     r.expect(200, "");
 }
 
@@ -59,7 +85,15 @@ async fn conflicting_credentials() {
     let app = spawn_app().await;
     let a = app.tenant("A", "pro", ALL).await;
     let b = app.tenant("B", "pro", ALL).await;
-    let r = raw(&app, "/v1/whoami", &[("Authorization", &format!("Bearer {}", a.key)), ("X-API-Key", &b.key)]).await;
+    let r = raw(
+        &app,
+        "/v1/whoami",
+        &[
+            ("Authorization", &format!("Bearer {}", a.key)),
+            ("X-API-Key", &b.key),
+        ],
+    )
+    .await;
     r.expect(400, "conflicting_credentials");
     // A repeated header, even with the same value.
     let r = app
@@ -70,12 +104,28 @@ async fn conflicting_credentials() {
         .send()
         .await
         .unwrap();
-    crate::helpers::Reply::from(r).await.expect(400, "conflicting_credentials");
+    crate::helpers::Reply::from(r)
+        .await
+        .expect(400, "conflicting_credentials");
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.append("authorization", format!("Bearer {}", a.key).parse().unwrap());
-    headers.append("authorization", format!("Bearer {}", a.key).parse().unwrap());
-    let r = app.client.get(app.url("/v1/whoami")).headers(headers).send().await.unwrap();
-    crate::helpers::Reply::from(r).await.expect(400, "conflicting_credentials");
+    headers.append(
+        "authorization",
+        format!("Bearer {}", a.key).parse().unwrap(),
+    );
+    headers.append(
+        "authorization",
+        format!("Bearer {}", a.key).parse().unwrap(),
+    );
+    let r = app
+        .client
+        .get(app.url("/v1/whoami"))
+        .headers(headers)
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::Reply::from(r)
+        .await
+        .expect(400, "conflicting_credentials");
 }
 
 #[tokio::test]
@@ -90,13 +140,29 @@ async fn missing_key_has_the_bare_challenge() {
 async fn other_schemes_and_bare_keys_are_refused() {
     let app = spawn_app().await;
     let t = app.tenant("Acme", "pro", ALL).await;
-    for value in ["Basic dXNlcjpwYXNz".to_string(), t.key.clone(), "Token abc".to_string(), format!("Bearer{}", t.key)] {
+    for value in [
+        "Basic dXNlcjpwYXNz".to_string(),
+        t.key.clone(),
+        "Token abc".to_string(),
+        format!("Bearer{}", t.key),
+    ] {
         let r = raw(&app, "/v1/whoami", &[("Authorization", &value)]).await;
         r.expect(401, "invalid_authorization_scheme");
-        assert_eq!(r.header("www-authenticate"), "Bearer realm=\"keyward\", error=\"invalid_token\"");
+        assert_eq!(
+            r.header("www-authenticate"),
+            "Bearer realm=\"keyward\", error=\"invalid_token\""
+        );
     }
     // Also when a valid X-API-Key comes along.
-    let r = raw(&app, "/v1/whoami", &[("Authorization", "Basic dXNlcjpwYXNz"), ("X-API-Key", &t.key)]).await;
+    let r = raw(
+        &app,
+        "/v1/whoami",
+        &[
+            ("Authorization", "Basic dXNlcjpwYXNz"),
+            ("X-API-Key", &t.key),
+        ],
+    )
+    .await;
     r.expect(401, "invalid_authorization_scheme");
 }
 
@@ -120,7 +186,10 @@ async fn malformed_keys_are_refused_without_storage() {
     for value in cases {
         let r = raw(&app, "/v1/whoami", &[("Authorization", &value)]).await;
         r.expect(401, "malformed_api_key");
-        assert_eq!(r.header("www-authenticate"), "Bearer realm=\"keyward\", error=\"invalid_token\"");
+        assert_eq!(
+            r.header("www-authenticate"),
+            "Bearer realm=\"keyward\", error=\"invalid_token\""
+        );
     }
     let r = raw(&app, "/v1/whoami", &[("X-API-Key", "")]).await;
     r.expect(401, "malformed_api_key");
@@ -133,25 +202,52 @@ async fn unknown_revoked_and_expired_keys() {
     let unknown = keyward_core::ApiKey::generate(&keyward_core::KeyPrefix::default());
     let r = app.get("/v1/whoami", unknown.expose()).await;
     r.expect(401, "invalid_api_key");
-    assert_eq!(r.header("www-authenticate"), "Bearer realm=\"keyward\", error=\"invalid_token\"");
+    assert_eq!(
+        r.header("www-authenticate"),
+        "Bearer realm=\"keyward\", error=\"invalid_token\""
+    );
 
     // Expiry at its boundary: valid while now < expires_at.
     let created = app
-        .post(&format!("/v1/agents/{}/keys", t.agent), &t.key, serde_json::json!({"name": "short", "expires_in": 60}))
+        .post(
+            &format!("/v1/agents/{}/keys", t.agent),
+            &t.key,
+            serde_json::json!({"name": "short", "expires_in": 60}),
+        )
         .await;
     created.expect(201, "");
     let short = created.body["secret"].as_str().unwrap().to_string();
-    let expires_at = app.service.get_key(&keyward_server::Caller::cli(t.org.clone()), &keyward_core::KeyId::parse(created.body["id"].as_str().unwrap()).unwrap()).await.unwrap().expires_at.unwrap();
+    let expires_at = app
+        .service
+        .get_key(
+            &keyward_server::Caller::cli(t.org.clone()),
+            &keyward_core::KeyId::parse(created.body["id"].as_str().unwrap()).unwrap(),
+        )
+        .await
+        .unwrap()
+        .expires_at
+        .unwrap();
     app.clock.advance(expires_at - app.service.now() - 50);
     app.get("/v1/whoami", &short).await.expect(200, "");
     app.clock.advance(expires_at - app.service.now());
     let r = app.get("/v1/whoami", &short).await;
     r.expect(401, "expired_api_key");
-    assert_eq!(r.header("www-authenticate"), "Bearer realm=\"keyward\", error=\"invalid_token\"");
+    assert_eq!(
+        r.header("www-authenticate"),
+        "Bearer realm=\"keyward\", error=\"invalid_token\""
+    );
 
     // Revocation takes effect on the very next request.
-    app.post(&format!("/v1/keys/{}/revoke", t.key_id), &t.key, serde_json::json!({"reason": "test"})).await.expect(200, "");
-    app.get("/v1/whoami", &t.key).await.expect(401, "revoked_api_key");
+    app.post(
+        &format!("/v1/keys/{}/revoke", t.key_id),
+        &t.key,
+        serde_json::json!({"reason": "test"}),
+    )
+    .await
+    .expect(200, "");
+    app.get("/v1/whoami", &t.key)
+        .await
+        .expect(401, "revoked_api_key");
 }
 
 #[tokio::test]
@@ -159,15 +255,21 @@ async fn a_deleted_agents_keys_are_revoked() {
     let app = spawn_app().await;
     let t = app.tenant("Acme", "pro", ALL).await;
     let (agent, _, key) = app.agent(&t.org, "Doomed", &["content:read"], None).await;
-    app.delete(&format!("/v1/agents/{agent}"), &t.key).await.expect(204, "");
-    app.get("/v1/whoami", &key).await.expect(401, "revoked_api_key");
+    app.delete(&format!("/v1/agents/{agent}"), &t.key)
+        .await
+        .expect(204, "");
+    app.get("/v1/whoami", &key)
+        .await
+        .expect(401, "revoked_api_key");
 }
 
 #[tokio::test]
 async fn a_plan_without_api_access_is_refused() {
     let app = spawn_app().await;
     let t = app.tenant("Freebie", "free", ALL).await;
-    app.get("/v1/whoami", &t.key).await.expect(403, "plan_without_api_access");
+    app.get("/v1/whoami", &t.key)
+        .await
+        .expect(403, "plan_without_api_access");
 }
 
 #[tokio::test]
@@ -176,8 +278,14 @@ async fn a_missing_capability_names_itself() {
     let t = app.tenant("Acme", "pro", &["content:read"]).await;
     let r = app.get("/v1/agents", &t.key).await;
     r.expect(403, "insufficient_capability");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("keys:read"));
-    assert_eq!(r.header("www-authenticate"), "Bearer realm=\"keyward\", error=\"insufficient_scope\", scope=\"keys:read\"");
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("keys:read"));
+    assert_eq!(
+        r.header("www-authenticate"),
+        "Bearer realm=\"keyward\", error=\"insufficient_scope\", scope=\"keys:read\""
+    );
     // whoami needs no capability.
     app.get("/v1/whoami", &t.key).await.expect(200, "");
 }
@@ -187,9 +295,23 @@ async fn the_checks_run_in_order() {
     let app = spawn_app().await;
     let t = app.tenant("Acme", "pro", &[]).await;
     // key_in_query beats a missing key; conflicting beats missing; scheme beats malformed.
-    raw(&app, "/v1/agents?api_key=1", &[]).await.expect(400, "key_in_query");
-    raw(&app, "/v1/agents?key=1", &[("Authorization", "Basic x"), ("X-API-Key", "kw_x")]).await.expect(400, "key_in_query");
-    raw(&app, "/v1/agents", &[("X-API-Key", "a"), ("Authorization", "Bearer b")]).await.expect(400, "conflicting_credentials");
+    raw(&app, "/v1/agents?api_key=1", &[])
+        .await
+        .expect(400, "key_in_query");
+    raw(
+        &app,
+        "/v1/agents?key=1",
+        &[("Authorization", "Basic x"), ("X-API-Key", "kw_x")],
+    )
+    .await
+    .expect(400, "key_in_query");
+    raw(
+        &app,
+        "/v1/agents",
+        &[("X-API-Key", "a"), ("Authorization", "Bearer b")],
+    )
+    .await
+    .expect(400, "conflicting_credentials");
     // Authentication answers before the body is read: bad JSON from an unknown key is a 401.
     let r = app
         .client
@@ -200,7 +322,9 @@ async fn the_checks_run_in_order() {
         .send()
         .await
         .unwrap();
-    crate::helpers::Reply::from(r).await.expect(401, "malformed_api_key");
+    crate::helpers::Reply::from(r)
+        .await
+        .expect(401, "malformed_api_key");
     // ... and a missing capability before a bad body too.
     let r = app
         .client
@@ -211,7 +335,9 @@ async fn the_checks_run_in_order() {
         .send()
         .await
         .unwrap();
-    crate::helpers::Reply::from(r).await.expect(403, "insufficient_capability");
+    crate::helpers::Reply::from(r)
+        .await
+        .expect(403, "insufficient_capability");
 }
 
 #[tokio::test]
@@ -220,40 +346,111 @@ async fn every_error_has_the_one_shape() {
     let t = app.tenant("Acme", "pro", ALL).await;
     app.get("/nope", &t.key).await.expect(404, "not_found");
     app.get("/v1/nope", &t.key).await.expect(404, "not_found");
-    app.get("/v1/keys/key_doesnotexist", &t.key).await.expect(404, "not_found");
-    app.get("/v1/keys/not-an-id", &t.key).await.expect(404, "not_found");
-    let r = app.req(Method::DELETE, "/v1/whoami", &t.key).send().await.unwrap();
-    crate::helpers::Reply::from(r).await.expect(405, "method_not_allowed");
-    let r = app.req(Method::PUT, "/healthz", &t.key).send().await.unwrap();
-    crate::helpers::Reply::from(r).await.expect(405, "method_not_allowed");
+    app.get("/v1/keys/key_doesnotexist", &t.key)
+        .await
+        .expect(404, "not_found");
+    app.get("/v1/keys/not-an-id", &t.key)
+        .await
+        .expect(404, "not_found");
+    let r = app
+        .req(Method::DELETE, "/v1/whoami", &t.key)
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::Reply::from(r)
+        .await
+        .expect(405, "method_not_allowed");
+    let r = app
+        .req(Method::PUT, "/healthz", &t.key)
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::Reply::from(r)
+        .await
+        .expect(405, "method_not_allowed");
     // Bad JSON, wrong types, unknown fields, missing fields: 400 with the field, never 422.
-    let r = app.req(Method::POST, "/v1/agents", &t.key).header("content-type", "application/json").body("{").send().await.unwrap();
-    crate::helpers::Reply::from(r).await.expect(400, "invalid_request");
-    let r = app.post("/v1/agents", &t.key, serde_json::json!({"name": 5, "capabilities": []})).await;
+    let r = app
+        .req(Method::POST, "/v1/agents", &t.key)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::Reply::from(r)
+        .await
+        .expect(400, "invalid_request");
+    let r = app
+        .post(
+            "/v1/agents",
+            &t.key,
+            serde_json::json!({"name": 5, "capabilities": []}),
+        )
+        .await;
     r.expect(400, "invalid_request");
     assert_eq!(r.body["error"]["field"], "name");
-    let r = app.post("/v1/agents", &t.key, serde_json::json!({"capabilities": []})).await;
+    let r = app
+        .post(
+            "/v1/agents",
+            &t.key,
+            serde_json::json!({"capabilities": []}),
+        )
+        .await;
     r.expect(400, "invalid_request");
     assert_eq!(r.body["error"]["field"], "name");
-    let r = app.post("/v1/agents", &t.key, serde_json::json!({"name": "x", "capabilities": [], "color": "red"})).await;
+    let r = app
+        .post(
+            "/v1/agents",
+            &t.key,
+            serde_json::json!({"name": "x", "capabilities": [], "color": "red"}),
+        )
+        .await;
     r.expect(400, "invalid_request");
-    let r = app.post("/v1/agents", &t.key, serde_json::json!({"name": "x", "capabilities": ["root"]})).await;
+    let r = app
+        .post(
+            "/v1/agents",
+            &t.key,
+            serde_json::json!({"name": "x", "capabilities": ["root"]}),
+        )
+        .await;
     r.expect(400, "invalid_request");
     assert_eq!(r.body["error"]["field"], "capabilities");
     let r = app.get("/v1/agents?limit=0", &t.key).await;
     r.expect(400, "invalid_request");
     assert_eq!(r.body["error"]["field"], "limit");
-    app.get("/v1/agents?limit=101", &t.key).await.expect(400, "invalid_request");
-    app.get("/v1/agents?limit=abc", &t.key).await.expect(400, "invalid_request");
+    app.get("/v1/agents?limit=101", &t.key)
+        .await
+        .expect(400, "invalid_request");
+    app.get("/v1/agents?limit=abc", &t.key)
+        .await
+        .expect(400, "invalid_request");
     let r = app.get("/v1/agents?cursor=garbage", &t.key).await;
     r.expect(400, "invalid_request");
     assert_eq!(r.body["error"]["field"], "cursor");
     // Wrong media type and oversized bodies.
-    let r = app.req(Method::POST, "/v1/agents", &t.key).header("content-type", "text/plain").body("{}").send().await.unwrap();
-    crate::helpers::Reply::from(r).await.expect(415, "unsupported_media_type");
-    let big = format!("{{\"name\": \"{}\", \"capabilities\": []}}", "x".repeat(1024 * 1024 + 10));
-    let r = app.req(Method::POST, "/v1/agents", &t.key).header("content-type", "application/json").body(big).send().await.unwrap();
-    crate::helpers::Reply::from(r).await.expect(413, "payload_too_large");
+    let r = app
+        .req(Method::POST, "/v1/agents", &t.key)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::Reply::from(r)
+        .await
+        .expect(415, "unsupported_media_type");
+    let big = format!(
+        "{{\"name\": \"{}\", \"capabilities\": []}}",
+        "x".repeat(1024 * 1024 + 10)
+    );
+    let r = app
+        .req(Method::POST, "/v1/agents", &t.key)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::Reply::from(r)
+        .await
+        .expect(413, "payload_too_large");
 }
 
 #[tokio::test]

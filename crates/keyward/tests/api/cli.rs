@@ -14,11 +14,31 @@ fn sqlite_url(dir: &std::path::Path) -> String {
 
 /// An organization, an agent with every capability and its first key, made with the CLI.
 fn seed(dir: &std::path::Path, db: &str, slug: &str) -> (Value, Value) {
-    let org = cli_json(dir, db, &["org", "create", "--name", &format!("Org {slug}"), "--slug", slug]);
+    let org = cli_json(
+        dir,
+        db,
+        &[
+            "org",
+            "create",
+            "--name",
+            &format!("Org {slug}"),
+            "--slug",
+            slug,
+        ],
+    );
     let agent = cli_json(
         dir,
         db,
-        &["agent", "create", "--org", slug, "--name", "Admin", "--capabilities", "keys:write,audit:read,content:write,keys:read"],
+        &[
+            "agent",
+            "create",
+            "--org",
+            slug,
+            "--name",
+            "Admin",
+            "--capabilities",
+            "keys:write,audit:read,content:write,keys:read",
+        ],
     );
     (org, agent)
 }
@@ -34,27 +54,67 @@ async fn cli_json_is_exactly_the_http_body() {
     let key = agent["first_key"]["secret"].as_str().unwrap().to_string();
     assert_eq!(agent["first_key"]["name"], "Production");
 
-    let team = cli_json(dir.path(), &db, &["team", "create", "--org", "acme", "--name", "Red"]);
+    let team = cli_json(
+        dir.path(),
+        &db,
+        &["team", "create", "--org", "acme", "--name", "Red"],
+    );
     let created = cli_json(
         dir.path(),
         &db,
-        &["key", "create", "--agent", "Admin", "--name", "CI", "--team", "Red", "--environment", "staging", "--expires-in", "30d", "--rate-limit", "500/1m"],
+        &[
+            "key",
+            "create",
+            "--agent",
+            "Admin",
+            "--name",
+            "CI",
+            "--team",
+            "Red",
+            "--environment",
+            "staging",
+            "--expires-in",
+            "30d",
+            "--rate-limit",
+            "500/1m",
+        ],
     );
     assert_eq!(created["team_id"], team["id"]);
-    assert_eq!(created["rate_limit"], json!({"limit": 500, "window_seconds": 60}));
+    assert_eq!(
+        created["rate_limit"],
+        json!({"limit": 500, "window_seconds": 60})
+    );
     assert!(created["secret"].as_str().unwrap().starts_with("kw_"));
     let key_id = created["id"].as_str().unwrap().to_string();
 
     let server = ServerProcess::start(dir.path(), &db, &[], &[]);
     let client = reqwest::Client::new();
-    let http: Value = client.get(server.url(&format!("/v1/keys/{key_id}"))).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    let http: Value = client
+        .get(server.url(&format!("/v1/keys/{key_id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let mut from_cli = created.clone();
     from_cli.as_object_mut().unwrap().remove("secret");
-    assert_eq!(http, from_cli, "the CLI printed the same key object the API answers");
+    assert_eq!(
+        http, from_cli,
+        "the CLI printed the same key object the API answers"
+    );
 
-    let listed = cli_json(dir.path(), &db, &["key", "list", "--org", "acme", "--agent", "Admin"]);
+    let listed = cli_json(
+        dir.path(),
+        &db,
+        &["key", "list", "--org", "acme", "--agent", "Admin"],
+    );
     let http_list: Value = client
-        .get(server.url(&format!("/v1/agents/{}/keys", agent["id"].as_str().unwrap())))
+        .get(server.url(&format!(
+            "/v1/agents/{}/keys",
+            agent["id"].as_str().unwrap()
+        )))
         .bearer_auth(&key)
         .send()
         .await
@@ -63,27 +123,70 @@ async fn cli_json_is_exactly_the_http_body() {
         .await
         .unwrap();
     assert_eq!(listed["data"], http_list["data"]);
-    assert!(!listed.to_string().contains(&key), "lists never hold secrets");
+    assert!(
+        !listed.to_string().contains(&key),
+        "lists never hold secrets"
+    );
 
-    let updated = cli_json(dir.path(), &db, &["key", "update", &key_id, "--name", "CI-2", "--rate-limit", "none"]);
+    let updated = cli_json(
+        dir.path(),
+        &db,
+        &[
+            "key",
+            "update",
+            &key_id,
+            "--name",
+            "CI-2",
+            "--rate-limit",
+            "none",
+        ],
+    );
     assert_eq!(updated["name"], "CI-2");
     assert_eq!(updated["rate_limit"], json!(null));
     let rolled = cli_json(dir.path(), &db, &["key", "roll", &key_id, "--grace", "0s"]);
     assert_eq!(rolled["old_key"]["id"], key_id.as_str());
     assert_eq!(rolled["new_key"]["rolled_from"], key_id.as_str());
-    let revoked = cli_json(dir.path(), &db, &["key", "revoke", rolled["new_key"]["id"].as_str().unwrap(), "--reason", "done"]);
+    let revoked = cli_json(
+        dir.path(),
+        &db,
+        &[
+            "key",
+            "revoke",
+            rolled["new_key"]["id"].as_str().unwrap(),
+            "--reason",
+            "done",
+        ],
+    );
     assert_eq!(revoked["status"], "revoked");
     let agents = cli_json(dir.path(), &db, &["agent", "list", "--org", "acme"]);
     assert_eq!(agents["data"][0]["name"], "Admin");
     let orgs = cli_json(dir.path(), &db, &["org", "list"]);
     assert_eq!(orgs["data"][0]["slug"], "acme");
-    let moved = cli_json(dir.path(), &db, &["org", "update", "acme", "--plan", "enterprise"]);
+    let moved = cli_json(
+        dir.path(),
+        &db,
+        &["org", "update", "acme", "--plan", "enterprise"],
+    );
     assert_eq!(moved["plan"], "enterprise");
 
     // The CLI's actions are in the audit log as the cli actor.
-    let audit: Value = client.get(server.url("/v1/audit-events?action=org.plan_changed")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
-    assert_eq!(audit["data"][0]["actor"], json!({"type": "cli", "id": "cli"}));
-    assert_eq!(audit["data"][0]["details"], json!({"before": "pro", "after": "enterprise"}));
+    let audit: Value = client
+        .get(server.url("/v1/audit-events?action=org.plan_changed"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        audit["data"][0]["actor"],
+        json!({"type": "cli", "id": "cli"})
+    );
+    assert_eq!(
+        audit["data"][0]["details"],
+        json!({"before": "pro", "after": "enterprise"})
+    );
 }
 
 #[tokio::test]
@@ -91,7 +194,22 @@ async fn human_output_marks_the_key_as_shown_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_url(dir.path());
     seed(dir.path(), &db, "acme");
-    let (code, out, _) = run_cli(dir.path(), &["--database-url", &db, "key", "create", "--org", "acme", "--agent", "Admin", "--name", "laptop"], None);
+    let (code, out, _) = run_cli(
+        dir.path(),
+        &[
+            "--database-url",
+            &db,
+            "key",
+            "create",
+            "--org",
+            "acme",
+            "--agent",
+            "Admin",
+            "--name",
+            "laptop",
+        ],
+        None,
+    );
     assert_eq!(code, 0);
     assert!(out.contains("kw_"));
     assert!(out.contains("shown once"), "{out}");
@@ -105,43 +223,142 @@ async fn exit_codes_and_one_line_errors() {
     seed(dir.path(), &db, "two");
     // Usage errors: 2.
     assert_eq!(run_cli(dir.path(), &["org", "create"], None).0, 2);
-    assert_eq!(run_cli(dir.path(), &["--database-url", &db, "org", "frobnicate"], None).0, 2);
-    assert_eq!(run_cli(dir.path(), &["--database-url", &db, "key", "create", "--agent", "Admin", "--name", "x", "--expires-in", "soon"], None).0, 2);
-    let (code, _, err) = run_cli(dir.path(), &["--database-url", &db, "key", "create", "--agent", "Admin", "--name", "x"], None);
-    assert_eq!(code, 2, "an agent name used by two organizations is ambiguous: {err}");
+    assert_eq!(
+        run_cli(
+            dir.path(),
+            &["--database-url", &db, "org", "frobnicate"],
+            None
+        )
+        .0,
+        2
+    );
+    assert_eq!(
+        run_cli(
+            dir.path(),
+            &[
+                "--database-url",
+                &db,
+                "key",
+                "create",
+                "--agent",
+                "Admin",
+                "--name",
+                "x",
+                "--expires-in",
+                "soon"
+            ],
+            None
+        )
+        .0,
+        2
+    );
+    let (code, _, err) = run_cli(
+        dir.path(),
+        &[
+            "--database-url",
+            &db,
+            "key",
+            "create",
+            "--agent",
+            "Admin",
+            "--name",
+            "x",
+        ],
+        None,
+    );
+    assert_eq!(
+        code, 2,
+        "an agent name used by two organizations is ambiguous: {err}"
+    );
     assert!(err.contains("--org"));
     // Other failures: 1, with one clear line.
-    let (code, _, err) = run_cli(dir.path(), &["--database-url", &db, "agent", "list", "--org", "nope"], None);
+    let (code, _, err) = run_cli(
+        dir.path(),
+        &["--database-url", &db, "agent", "list", "--org", "nope"],
+        None,
+    );
     assert_eq!(code, 1);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.starts_with("error: "), "{err}");
-    let (code, _, err) = run_cli(dir.path(), &["--database-url", &db, "org", "create", "--name", "x", "--plan", "platinum"], None);
+    let (code, _, err) = run_cli(
+        dir.path(),
+        &[
+            "--database-url",
+            &db,
+            "org",
+            "create",
+            "--name",
+            "x",
+            "--plan",
+            "platinum",
+        ],
+        None,
+    );
     assert_eq!(code, 1);
     assert!(err.contains("platinum"), "{err}");
     // Passwords come from stdin when it is not a terminal, and must be long enough.
     let (code, out, err) = run_cli(
         dir.path(),
-        &["--database-url", &db, "--json", "user", "create", "--org", "one", "--email", "Ada@Example.com", "--role", "admin"],
+        &[
+            "--database-url",
+            &db,
+            "--json",
+            "user",
+            "create",
+            "--org",
+            "one",
+            "--email",
+            "Ada@Example.com",
+            "--role",
+            "admin",
+        ],
         Some("correct horse battery\n"),
     );
     assert_eq!(code, 0, "{err}");
     let user: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(user["email"], "ada@example.com");
     assert_eq!(user["role"], "admin");
-    let (code, _, err) = run_cli(dir.path(), &["--database-url", &db, "user", "set-password", "ada@example.com"], Some("short\n"));
+    let (code, _, err) = run_cli(
+        dir.path(),
+        &[
+            "--database-url",
+            &db,
+            "user",
+            "set-password",
+            "ada@example.com",
+        ],
+        Some("short\n"),
+    );
     assert_eq!(code, 1);
     assert!(err.contains("10"), "{err}");
-    let (code, _, _) = run_cli(dir.path(), &["--database-url", &db, "user", "set-password", "ada@example.com"], Some("a much longer password\n"));
+    let (code, _, _) = run_cli(
+        dir.path(),
+        &[
+            "--database-url",
+            &db,
+            "user",
+            "set-password",
+            "ada@example.com",
+        ],
+        Some("a much longer password\n"),
+    );
     assert_eq!(code, 0);
 }
 
 #[tokio::test]
 async fn configuration_errors_name_the_unknown_key() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("keyward.toml"), "listen = \"127.0.0.1:0\"\nlisten_port = 9\n").unwrap();
+    std::fs::write(
+        dir.path().join("keyward.toml"),
+        "listen = \"127.0.0.1:0\"\nlisten_port = 9\n",
+    )
+    .unwrap();
     let (code, _, err) = run_cli(dir.path(), &["org", "list"], None);
     assert_eq!(code, 1);
-    assert!(err.contains("listen_port") && err.contains("keyward.toml"), "{err}");
+    assert!(
+        err.contains("listen_port") && err.contains("keyward.toml"),
+        "{err}"
+    );
     // The prefix from the file is used by every command: CLI and server agree.
     std::fs::write(dir.path().join("keyward.toml"), "key_prefix = \"acme\"\n").unwrap();
     let db = sqlite_url(dir.path());
@@ -149,7 +366,12 @@ async fn configuration_errors_name_the_unknown_key() {
     let key = agent["first_key"]["secret"].as_str().unwrap();
     assert!(key.starts_with("acme_"), "{key}");
     let server = ServerProcess::start(dir.path(), &db, &[], &[]);
-    let r = reqwest::Client::new().get(server.url("/v1/whoami")).bearer_auth(key).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(server.url("/v1/whoami"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -158,7 +380,13 @@ async fn wait_for_status(base: &str, key: &str, want: u16, deadline: Duration) -
     let client = reqwest::Client::new();
     let start = Instant::now();
     while start.elapsed() < deadline {
-        let status = client.get(format!("{base}/v1/whoami")).bearer_auth(key).send().await.unwrap().status();
+        let status = client
+            .get(format!("{base}/v1/whoami"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status();
         if status.as_u16() == want {
             return Some(start.elapsed());
         }
@@ -172,10 +400,17 @@ async fn revocation_from_another_process(db: &str, dir: &std::path::Path) {
     let key = agent["first_key"]["secret"].as_str().unwrap().to_string();
     let key_id = agent["first_key"]["id"].as_str().unwrap().to_string();
     let server = ServerProcess::start(dir, db, &[], &[]);
-    assert!(wait_for_status(&server.base, &key, 200, Duration::from_secs(1)).await.is_some());
+    assert!(
+        wait_for_status(&server.base, &key, 200, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
     cli_json(dir, db, &["key", "revoke", &key_id]);
     let took = wait_for_status(&server.base, &key, 401, Duration::from_secs(1)).await;
-    assert!(took.is_some(), "a key revoked by another process must be refused within one second");
+    assert!(
+        took.is_some(),
+        "a key revoked by another process must be refused within one second"
+    );
 }
 
 #[tokio::test]
@@ -206,9 +441,17 @@ async fn durability(db: &str, dir: &std::path::Path) {
             .json()
             .await
             .unwrap();
-        keys.push((r["id"].as_str().unwrap().to_string(), r["secret"].as_str().unwrap().to_string()));
+        keys.push((
+            r["id"].as_str().unwrap().to_string(),
+            r["secret"].as_str().unwrap().to_string(),
+        ));
     }
-    let revoked = client.post(server.url(&format!("/v1/keys/{}/revoke", keys[0].0))).bearer_auth(&admin).send().await.unwrap();
+    let revoked = client
+        .post(server.url(&format!("/v1/keys/{}/revoke", keys[0].0)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(revoked.status(), 200);
     server.kill9();
 
@@ -216,14 +459,43 @@ async fn durability(db: &str, dir: &std::path::Path) {
     let status = |k: String| {
         let client = client.clone();
         let url = server.url("/v1/whoami");
-        async move { client.get(url).bearer_auth(k).send().await.unwrap().status().as_u16() }
+        async move {
+            client
+                .get(url)
+                .bearer_auth(k)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
     };
-    assert_eq!(status(keys[0].1.clone()).await, 401, "the revocation survived kill -9");
+    assert_eq!(
+        status(keys[0].1.clone()).await,
+        401,
+        "the revocation survived kill -9"
+    );
     for (_, secret) in &keys[1..] {
-        assert_eq!(status(secret.clone()).await, 200, "a created key survived kill -9");
+        assert_eq!(
+            status(secret.clone()).await,
+            200,
+            "a created key survived kill -9"
+        );
     }
-    let audit: Value = client.get(server.url("/v1/audit-events?action=key.revoked")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
-    assert_eq!(audit["data"].as_array().unwrap().len(), 1, "the audit event survived kill -9");
+    let audit: Value = client
+        .get(server.url("/v1/audit-events?action=key.revoked"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        audit["data"].as_array().unwrap().len(),
+        1,
+        "the audit event survived kill -9"
+    );
 }
 
 #[tokio::test]
@@ -241,16 +513,36 @@ async fn serve_demo_prints_a_working_key_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = sqlite_url(dir.path());
     let server = ServerProcess::start(dir.path(), &db, &["--demo"], &[]);
-    let sign_in = server.first_lines.iter().find(|l| l.starts_with("Demo sign-in: ")).expect("sign-in line");
+    let sign_in = server
+        .first_lines
+        .iter()
+        .find(|l| l.starts_with("Demo sign-in: "))
+        .expect("sign-in line");
     assert!(sign_in.contains("@"));
-    let key_line = server.first_lines.iter().find(|l| l.starts_with("Demo API key (shown once): ")).expect("key line");
+    let key_line = server
+        .first_lines
+        .iter()
+        .find(|l| l.starts_with("Demo API key (shown once): "))
+        .expect("key line");
     let key = key_line.trim_start_matches("Demo API key (shown once): ");
-    let who: Value = reqwest::Client::new().get(server.url("/v1/whoami")).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+    let who: Value = reqwest::Client::new()
+        .get(server.url("/v1/whoami"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(who["plan"]["name"], "pro");
     assert_eq!(who["capabilities"].as_array().unwrap().len(), 8);
     drop(server);
     // On a store with data, --demo loads nothing and says so.
     let again = ServerProcess::start(dir.path(), &db, &["--demo"], &[]);
-    assert!(again.first_lines.iter().any(|l| l.contains("not loaded")), "{:?}", again.first_lines);
+    assert!(
+        again.first_lines.iter().any(|l| l.contains("not loaded")),
+        "{:?}",
+        again.first_lines
+    );
     assert!(!again.first_lines.iter().any(|l| l.contains("kw_")));
 }

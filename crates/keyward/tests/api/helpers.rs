@@ -38,12 +38,19 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("keyward.db");
-    let store = Store::connect(&format!("sqlite://{}", db_path.display())).await.unwrap();
+    let store = Store::connect(&format!("sqlite://{}", db_path.display()))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let clock = Clock::adjustable();
-    let mut config = Config { clock: clock.clone(), ..Config::default() };
+    let mut config = Config {
+        clock: clock.clone(),
+        ..Config::default()
+    };
     tweak(&mut config);
-    let app = Application::build("127.0.0.1:0", store.clone(), config.clone()).await.unwrap();
+    let app = Application::build("127.0.0.1:0", store.clone(), config.clone())
+        .await
+        .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let service = Service::new(store, Arc::new(config));
     let (tx, rx) = oneshot::channel::<()>();
@@ -91,11 +98,25 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, key: &str, body: Value) -> Reply {
-        Reply::from(self.req(Method::POST, path, key).json(&body).send().await.unwrap()).await
+        Reply::from(
+            self.req(Method::POST, path, key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn patch(&self, path: &str, key: &str, body: Value) -> Reply {
-        Reply::from(self.req(Method::PATCH, path, key).json(&body).send().await.unwrap()).await
+        Reply::from(
+            self.req(Method::PATCH, path, key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn delete(&self, path: &str, key: &str) -> Reply {
@@ -108,42 +129,91 @@ impl TestApp {
     }
 
     /// Creates another agent in `org` and returns its first key.
-    pub async fn agent(&self, org: &OrgId, name: &str, caps: &[&str], team: Option<&TeamId>) -> (AgentId, KeyId, String) {
+    pub async fn agent(
+        &self,
+        org: &OrgId,
+        name: &str,
+        caps: &[&str],
+        team: Option<&TeamId>,
+    ) -> (AgentId, KeyId, String) {
         let caller = Caller::cli(org.clone());
         let created = self
             .service
-            .create_agent(&caller, NewAgent { name: name.into(), description: None, capabilities: caps.iter().map(|c| c.to_string()).collect() })
+            .create_agent(
+                &caller,
+                NewAgent {
+                    name: name.into(),
+                    description: None,
+                    capabilities: caps.iter().map(|c| c.to_string()).collect(),
+                },
+            )
             .await
             .unwrap();
         if let Some(team) = team {
             // Replace the all-teams first key with a team-scoped one.
-            self.service.revoke_key(&caller, &created.first_key.record.id, None).await.unwrap();
+            self.service
+                .revoke_key(&caller, &created.first_key.record.id, None)
+                .await
+                .unwrap();
             let key = self
                 .service
                 .create_key(
                     &caller,
                     &created.agent.id,
-                    keyward_server::service::NewKey { name: "Team key".into(), team: Some(team.clone()), ..Default::default() },
+                    keyward_server::service::NewKey {
+                        name: "Team key".into(),
+                        team: Some(team.clone()),
+                        ..Default::default()
+                    },
                 )
                 .await
                 .unwrap();
-            return (created.agent.id, key.record.id, key.secret.expose().to_string());
+            return (
+                created.agent.id,
+                key.record.id,
+                key.secret.expose().to_string(),
+            );
         }
-        (created.agent.id, created.first_key.record.id, created.first_key.secret.expose().to_string())
+        (
+            created.agent.id,
+            created.first_key.record.id,
+            created.first_key.secret.expose().to_string(),
+        )
     }
 
     pub async fn team(&self, org: &OrgId, name: &str) -> TeamId {
-        self.service.create_team(&Caller::cli(org.clone()), name).await.unwrap().id
+        self.service
+            .create_team(&Caller::cli(org.clone()), name)
+            .await
+            .unwrap()
+            .id
     }
 }
 
 pub async fn tenant(service: &Service, name: &str, plan: &str, caps: &[&str]) -> Tenant {
-    let org = service.create_org(NewOrg { name: name.into(), slug: None, plan: plan.into() }).await.unwrap();
+    let org = service
+        .create_org(NewOrg {
+            name: name.into(),
+            slug: None,
+            plan: plan.into(),
+        })
+        .await
+        .unwrap();
     let caller = Caller::cli(org.id.clone());
     let email = format!("owner@{}.example.com", org.slug);
-    let owner = service.create_user(&caller, &email, Role::Owner, None).await.unwrap();
+    let owner = service
+        .create_user(&caller, &email, Role::Owner, None)
+        .await
+        .unwrap();
     let created = service
-        .create_agent(&caller, NewAgent { name: "Main".into(), description: None, capabilities: caps.iter().map(|c| c.to_string()).collect() })
+        .create_agent(
+            &caller,
+            NewAgent {
+                name: "Main".into(),
+                description: None,
+                capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            },
+        )
         .await
         .unwrap();
     Tenant {
@@ -181,7 +251,12 @@ impl Reply {
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Self { status, headers, body, text }
+        Self {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub fn code(&self) -> &str {
@@ -189,7 +264,10 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// Asserts the status and, for errors, the one error shape with this code.
@@ -200,9 +278,17 @@ impl Reply {
             assert_eq!(self.code(), code, "body: {}", self.text);
             let e = &self.body["error"];
             assert_eq!(e["status"], status, "{}", self.text);
-            assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.text);
+            assert!(
+                e["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{}",
+                self.text
+            );
             let rid = e["request_id"].as_str().unwrap();
-            assert_eq!(rid, self.header("x-request-id"), "error body and header carry the same request id");
+            assert_eq!(
+                rid,
+                self.header("x-request-id"),
+                "error body and header carry the same request id"
+            );
             assert!(self.header("content-type").starts_with("application/json"));
         }
         self
@@ -220,7 +306,9 @@ pub async fn postgres_store(test: &str) -> Option<Store> {
 /// A fresh SQLite store in a temporary directory (kept alive by the returned guard).
 pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     (store, dir)
 }
@@ -243,20 +331,31 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `keyward serve --listen 127.0.0.1:0` on `database_url` and waits for its
     /// "Listening on" line (no sleeps: the line is the readiness signal).
-    pub fn start(dir: &std::path::Path, database_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+    pub fn start(
+        dir: &std::path::Path,
+        database_url: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         use std::io::{BufRead, Write};
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let stdout_log = dir.join(format!("server-{n}.out"));
         let stderr_log = dir.join(format!("server-{n}.err"));
         let mut cmd = std::process::Command::new(bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
-            .args(extra)
-            .current_dir(dir)
-            .env_remove("RUST_LOG")
-            .env_remove("KEYWARD_CONFIG")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log).unwrap());
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("KEYWARD_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_log).unwrap());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -266,21 +365,38 @@ impl ServerProcess {
         let log_path = stdout_log.clone();
         std::thread::spawn(move || {
             let mut log = std::fs::File::create(log_path).unwrap();
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let _ = writeln!(log, "{line}");
                 let _ = log.flush();
                 let _ = tx.send(line);
             }
         });
-        let first = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_else(|_| {
-            panic!("keyward serve printed nothing; stderr: {}", std::fs::read_to_string(&stderr_log).unwrap_or_default())
-        });
-        let base = first.strip_prefix("Listening on ").unwrap_or_else(|| panic!("unexpected first line {first:?}")).to_string();
+        let first = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "keyward serve printed nothing; stderr: {}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                )
+            });
+        let base = first
+            .strip_prefix("Listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
         let mut first_lines = vec![first];
         while let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
             first_lines.push(line);
         }
-        Self { child, base, stdout_log, stderr_log, first_lines }
+        Self {
+            child,
+            base,
+            stdout_log,
+            stderr_log,
+            first_lines,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -295,7 +411,9 @@ impl ServerProcess {
 
     /// SIGTERM, then wait for a graceful exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().unwrap()
     }
 }
@@ -349,9 +467,14 @@ pub async fn postgres_url(test: &str) -> Option<String> {
         eprintln!("skipped on PostgreSQL ({test}): KEYWARD_TEST_POSTGRES_URL is not set");
         return None;
     };
-    let admin = Store::connect(&base).await.expect("KEYWARD_TEST_POSTGRES_URL is set but PostgreSQL is not reachable");
+    let admin = Store::connect(&base)
+        .await
+        .expect("KEYWARD_TEST_POSTGRES_URL is set but PostgreSQL is not reachable");
     let name = format!("kw_test_{}", KeyId::generate().as_str()[4..].to_lowercase());
-    admin.execute_admin(&format!("CREATE DATABASE {name}")).await.unwrap();
+    admin
+        .execute_admin(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
     admin.close().await;
     Some(match base.rfind('/') {
         Some(i) if i > "postgres://".len() => format!("{}/{name}", &base[..i]),

@@ -29,7 +29,13 @@ where
     Fut: Future<Output = ()>,
 {
     let clock = Clock::adjustable();
-    let service = Service::new(store.clone(), Arc::new(Config { clock: clock.clone(), ..Config::default() }));
+    let service = Service::new(
+        store.clone(),
+        Arc::new(Config {
+            clock: clock.clone(),
+            ..Config::default()
+        }),
+    );
     story(service, clock).await;
     store.close().await;
 }
@@ -46,46 +52,95 @@ async fn migrations_are_idempotent() {
 
 #[tokio::test]
 async fn keys_are_stored_as_hashes_and_found_by_hash() {
-    on_every_backend("keys_are_stored_as_hashes_and_found_by_hash", |service, _| async move {
-        let t = tenant(&service, "Acme", "pro", &["keys:read"]).await;
-        let mut conn = service.store().read().await.unwrap();
-        let found = keys::find_for_auth(&mut conn, &KeyHash::of(&t.key)).await.unwrap().unwrap();
-        assert_eq!(found.key.id, t.key_id);
-        assert_eq!(found.key.hash.as_str(), KeyHash::of(&t.key).as_str());
-        assert_eq!(found.agent_capabilities.names(), vec!["keys:read"]);
-        assert_eq!(found.plan, "pro");
-        assert!(!found.agent_deleted);
-        assert!(keys::find_for_auth(&mut conn, &KeyHash::of("kw_unknown")).await.unwrap().is_none());
-    })
+    on_every_backend(
+        "keys_are_stored_as_hashes_and_found_by_hash",
+        |service, _| async move {
+            let t = tenant(&service, "Acme", "pro", &["keys:read"]).await;
+            let mut conn = service.store().read().await.unwrap();
+            let found = keys::find_for_auth(&mut conn, &KeyHash::of(&t.key))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(found.key.id, t.key_id);
+            assert_eq!(found.key.hash.as_str(), KeyHash::of(&t.key).as_str());
+            assert_eq!(found.agent_capabilities.names(), vec!["keys:read"]);
+            assert_eq!(found.plan, "pro");
+            assert!(!found.agent_deleted);
+            assert!(keys::find_for_auth(&mut conn, &KeyHash::of("kw_unknown"))
+                .await
+                .unwrap()
+                .is_none());
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn every_query_is_scoped_by_organization_and_team() {
-    on_every_backend("every_query_is_scoped_by_organization_and_team", |service, _| async move {
-        let a = tenant(&service, "Alpha", "pro", ALL).await;
-        let b = tenant(&service, "Beta", "pro", ALL).await;
-        let alpha = Caller::cli(a.org.clone());
-        // Another organization's key and agent are invisible.
-        assert!(matches!(service.get_key(&alpha, &b.key_id).await, Err(ServiceError::NotFound(_))));
-        assert!(matches!(service.get_agent(&alpha, &b.agent).await, Err(ServiceError::NotFound(_))));
-        assert!(matches!(service.revoke_key(&alpha, &b.key_id, None).await, Err(ServiceError::NotFound(_))));
-        let page = service.list_keys(&alpha, None, &PageRequest::first(100)).await.unwrap();
-        assert!(page.items.iter().all(|k| k.org == a.org));
+    on_every_backend(
+        "every_query_is_scoped_by_organization_and_team",
+        |service, _| async move {
+            let a = tenant(&service, "Alpha", "pro", ALL).await;
+            let b = tenant(&service, "Beta", "pro", ALL).await;
+            let alpha = Caller::cli(a.org.clone());
+            // Another organization's key and agent are invisible.
+            assert!(matches!(
+                service.get_key(&alpha, &b.key_id).await,
+                Err(ServiceError::NotFound(_))
+            ));
+            assert!(matches!(
+                service.get_agent(&alpha, &b.agent).await,
+                Err(ServiceError::NotFound(_))
+            ));
+            assert!(matches!(
+                service.revoke_key(&alpha, &b.key_id, None).await,
+                Err(ServiceError::NotFound(_))
+            ));
+            let page = service
+                .list_keys(&alpha, None, &PageRequest::first(100))
+                .await
+                .unwrap();
+            assert!(page.items.iter().all(|k| k.org == a.org));
 
-        // A team scope narrows further, in SQL.
-        let team = service.create_team(&alpha, "Red").await.unwrap();
-        let scoped = service
-            .create_key(&alpha, &a.agent, NewKey { name: "red".into(), team: Some(team.id.clone()), ..Default::default() })
-            .await
-            .unwrap();
-        let mut conn = service.store().read().await.unwrap();
-        let red = Scope::team(a.org.clone(), team.id.clone());
-        let visible = keys::list(&mut conn, &red, None, &PageRequest::first(100)).await.unwrap();
-        assert_eq!(visible.items.iter().map(|k| k.id.clone()).collect::<Vec<_>>(), vec![scoped.record.id.clone()]);
-        assert!(keys::get(&mut conn, &red, &a.key_id).await.unwrap().is_none());
-        assert!(keys::get(&mut conn, &Scope::org(b.org.clone()), &scoped.record.id).await.unwrap().is_none());
-    })
+            // A team scope narrows further, in SQL.
+            let team = service.create_team(&alpha, "Red").await.unwrap();
+            let scoped = service
+                .create_key(
+                    &alpha,
+                    &a.agent,
+                    NewKey {
+                        name: "red".into(),
+                        team: Some(team.id.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let mut conn = service.store().read().await.unwrap();
+            let red = Scope::team(a.org.clone(), team.id.clone());
+            let visible = keys::list(&mut conn, &red, None, &PageRequest::first(100))
+                .await
+                .unwrap();
+            assert_eq!(
+                visible
+                    .items
+                    .iter()
+                    .map(|k| k.id.clone())
+                    .collect::<Vec<_>>(),
+                vec![scoped.record.id.clone()]
+            );
+            assert!(keys::get(&mut conn, &red, &a.key_id)
+                .await
+                .unwrap()
+                .is_none());
+            assert!(
+                keys::get(&mut conn, &Scope::org(b.org.clone()), &scoped.record.id)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        },
+    )
     .await;
 }
 
@@ -96,15 +151,69 @@ async fn lists_paginate_newest_first() {
         let caller = Caller::cli(t.org.clone());
         for i in 0..4 {
             clock.advance(5);
-            service.create_key(&caller, &t.agent, NewKey { name: format!("k{i}"), ..Default::default() }).await.unwrap();
+            service
+                .create_key(
+                    &caller,
+                    &t.agent,
+                    NewKey {
+                        name: format!("k{i}"),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
         }
-        let first = service.list_keys(&caller, Some(&t.agent), &PageRequest::first(2)).await.unwrap();
-        assert_eq!(first.items.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), vec!["k3", "k2"]);
+        let first = service
+            .list_keys(&caller, Some(&t.agent), &PageRequest::first(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            first
+                .items
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["k3", "k2"]
+        );
         let next = first.next.clone().unwrap();
-        let second = service.list_keys(&caller, Some(&t.agent), &PageRequest { limit: 2, cursor: Some(next) }).await.unwrap();
-        assert_eq!(second.items.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), vec!["k1", "k0"]);
-        let third = service.list_keys(&caller, Some(&t.agent), &PageRequest { limit: 2, cursor: second.next.clone() }).await.unwrap();
-        assert_eq!(third.items.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), vec!["Production"]);
+        let second = service
+            .list_keys(
+                &caller,
+                Some(&t.agent),
+                &PageRequest {
+                    limit: 2,
+                    cursor: Some(next),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            second
+                .items
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["k1", "k0"]
+        );
+        let third = service
+            .list_keys(
+                &caller,
+                Some(&t.agent),
+                &PageRequest {
+                    limit: 2,
+                    cursor: second.next.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            third
+                .items
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["Production"]
+        );
         assert!(third.next.is_none());
     })
     .await;
@@ -112,93 +221,205 @@ async fn lists_paginate_newest_first() {
 
 #[tokio::test]
 async fn lifecycle_with_audit_in_the_same_transaction() {
-    on_every_backend("lifecycle_with_audit_in_the_same_transaction", |service, clock| async move {
-        let t = tenant(&service, "Life", "pro", ALL).await;
-        let caller = Caller::cli(t.org.clone());
-        let key = service
-            .create_key(
-                &caller,
-                &t.agent,
-                NewKey { name: "ci".into(), rate_limit: Some(RateLimit::new(5, 1).unwrap()), ..Default::default() },
-            )
-            .await
-            .unwrap();
-        let updated = service
-            .update_key(&caller, &key.record.id, KeyChanges { name: Some("ci-2".into()), rate_limit: Some(None), ..Default::default() })
-            .await
-            .unwrap();
-        assert_eq!(updated.name, "ci-2");
-        assert_eq!(updated.rate_limit, None);
+    on_every_backend(
+        "lifecycle_with_audit_in_the_same_transaction",
+        |service, clock| async move {
+            let t = tenant(&service, "Life", "pro", ALL).await;
+            let caller = Caller::cli(t.org.clone());
+            let key = service
+                .create_key(
+                    &caller,
+                    &t.agent,
+                    NewKey {
+                        name: "ci".into(),
+                        rate_limit: Some(RateLimit::new(5, 1).unwrap()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let updated = service
+                .update_key(
+                    &caller,
+                    &key.record.id,
+                    KeyChanges {
+                        name: Some("ci-2".into()),
+                        rate_limit: Some(None),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(updated.name, "ci-2");
+            assert_eq!(updated.rate_limit, None);
 
-        let rolled = service.roll_key(&caller, &key.record.id, Some(60)).await.unwrap();
-        assert_eq!(rolled.old_key.rolled_to.as_ref(), Some(&rolled.new_key.record.id));
-        assert_eq!(rolled.new_key.record.rolled_from.as_ref(), Some(&key.record.id));
-        let grace_end = rolled.old_key.expires_at.unwrap() - service.now();
-        assert!((59_000..=60_000).contains(&grace_end), "{grace_end}");
-        assert!(matches!(service.roll_key(&caller, &key.record.id, None).await, Err(ServiceError::Conflict(_))));
+            let rolled = service
+                .roll_key(&caller, &key.record.id, Some(60))
+                .await
+                .unwrap();
+            assert_eq!(
+                rolled.old_key.rolled_to.as_ref(),
+                Some(&rolled.new_key.record.id)
+            );
+            assert_eq!(
+                rolled.new_key.record.rolled_from.as_ref(),
+                Some(&key.record.id)
+            );
+            let grace_end = rolled.old_key.expires_at.unwrap() - service.now();
+            assert!((59_000..=60_000).contains(&grace_end), "{grace_end}");
+            assert!(matches!(
+                service.roll_key(&caller, &key.record.id, None).await,
+                Err(ServiceError::Conflict(_))
+            ));
 
-        let revoked = service.revoke_key(&caller, &rolled.new_key.record.id, Some("leaked")).await.unwrap();
-        assert!(revoked.revoked_at.is_some());
-        let again = service.revoke_key(&caller, &rolled.new_key.record.id, Some("again")).await.unwrap();
-        assert_eq!(again.revoked_at, revoked.revoked_at, "revoking twice changes nothing");
+            let revoked = service
+                .revoke_key(&caller, &rolled.new_key.record.id, Some("leaked"))
+                .await
+                .unwrap();
+            assert!(revoked.revoked_at.is_some());
+            let again = service
+                .revoke_key(&caller, &rolled.new_key.record.id, Some("again"))
+                .await
+                .unwrap();
+            assert_eq!(
+                again.revoked_at, revoked.revoked_at,
+                "revoking twice changes nothing"
+            );
 
-        clock.advance(61_000);
-        let old = service.get_key(&caller, &key.record.id).await.unwrap();
-        assert_eq!(KeyStatus::of(old.revoked_at, old.expires_at, true, service.now()), KeyStatus::Expired);
+            clock.advance(61_000);
+            let old = service.get_key(&caller, &key.record.id).await.unwrap();
+            assert_eq!(
+                KeyStatus::of(old.revoked_at, old.expires_at, true, service.now()),
+                KeyStatus::Expired
+            );
 
-        let events = service.list_audit_events(&caller, AuditQuery::default(), &PageRequest::first(100)).await.unwrap();
-        let actions: Vec<&str> = events.items.iter().map(|e| e.action.as_str()).collect();
-        for expected in ["org.created", "member.added", "agent.created", "key.created", "key.updated", "key.rolled", "key.revoked"] {
-            assert!(actions.contains(&expected), "{expected} missing from {actions:?}");
-        }
-        assert_eq!(actions.iter().filter(|a| **a == "key.revoked").count(), 1);
-        let only_revoked = service
-            .list_audit_events(&caller, AuditQuery { action: Some("key.revoked".into()), ..Default::default() }, &PageRequest::first(10))
-            .await
-            .unwrap();
-        assert_eq!(only_revoked.items.len(), 1);
-        assert_eq!(only_revoked.items[0].details["reason"], "leaked");
-    })
+            let events = service
+                .list_audit_events(&caller, AuditQuery::default(), &PageRequest::first(100))
+                .await
+                .unwrap();
+            let actions: Vec<&str> = events.items.iter().map(|e| e.action.as_str()).collect();
+            for expected in [
+                "org.created",
+                "member.added",
+                "agent.created",
+                "key.created",
+                "key.updated",
+                "key.rolled",
+                "key.revoked",
+            ] {
+                assert!(
+                    actions.contains(&expected),
+                    "{expected} missing from {actions:?}"
+                );
+            }
+            assert_eq!(actions.iter().filter(|a| **a == "key.revoked").count(), 1);
+            let only_revoked = service
+                .list_audit_events(
+                    &caller,
+                    AuditQuery {
+                        action: Some("key.revoked".into()),
+                        ..Default::default()
+                    },
+                    &PageRequest::first(10),
+                )
+                .await
+                .unwrap();
+            assert_eq!(only_revoked.items.len(), 1);
+            assert_eq!(only_revoked.items[0].details["reason"], "leaked");
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn constraint_violations_become_precise_conflicts() {
-    on_every_backend("constraint_violations_become_precise_conflicts", |service, _| async move {
-        let t = tenant(&service, "Unique", "pro", ALL).await;
-        let caller = Caller::cli(t.org.clone());
-        let err = service
-            .create_agent(&caller, NewAgent { name: "Main".into(), description: None, capabilities: vec![] })
-            .await
-            .unwrap_err();
-        assert!(matches!(&err, ServiceError::Conflict(m) if m.contains("Main")), "{err:?}");
-        let err = service.create_org(NewOrg { name: "Unique".into(), slug: None, plan: "pro".into() }).await.unwrap_err();
-        assert!(matches!(&err, ServiceError::Conflict(m) if m.contains("unique")), "{err:?}");
-        service.create_team(&caller, "Ops").await.unwrap();
-        assert!(matches!(service.create_team(&caller, "Ops").await, Err(ServiceError::Conflict(_))));
-        // A failed change leaves nothing behind: no half-made agent, no audit event.
-        let events = service.list_audit_events(&caller, AuditQuery::default(), &PageRequest::first(100)).await.unwrap();
-        assert_eq!(events.items.iter().filter(|e| e.action == "agent.created").count(), 1);
-    })
+    on_every_backend(
+        "constraint_violations_become_precise_conflicts",
+        |service, _| async move {
+            let t = tenant(&service, "Unique", "pro", ALL).await;
+            let caller = Caller::cli(t.org.clone());
+            let err = service
+                .create_agent(
+                    &caller,
+                    NewAgent {
+                        name: "Main".into(),
+                        description: None,
+                        capabilities: vec![],
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, ServiceError::Conflict(m) if m.contains("Main")),
+                "{err:?}"
+            );
+            let err = service
+                .create_org(NewOrg {
+                    name: "Unique".into(),
+                    slug: None,
+                    plan: "pro".into(),
+                })
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, ServiceError::Conflict(m) if m.contains("unique")),
+                "{err:?}"
+            );
+            service.create_team(&caller, "Ops").await.unwrap();
+            assert!(matches!(
+                service.create_team(&caller, "Ops").await,
+                Err(ServiceError::Conflict(_))
+            ));
+            // A failed change leaves nothing behind: no half-made agent, no audit event.
+            let events = service
+                .list_audit_events(&caller, AuditQuery::default(), &PageRequest::first(100))
+                .await
+                .unwrap();
+            assert_eq!(
+                events
+                    .items
+                    .iter()
+                    .filter(|e| e.action == "agent.created")
+                    .count(),
+                1
+            );
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn deleting_an_agent_revokes_its_keys_and_keeps_the_records() {
-    on_every_backend("deleting_an_agent_revokes_its_keys_and_keeps_the_records", |service, _| async move {
-        let t = tenant(&service, "Gone", "pro", ALL).await;
-        let caller = Caller::cli(t.org.clone());
-        service.delete_agent(&caller, &t.agent).await.unwrap();
-        let key = service.get_key(&caller, &t.key_id).await.unwrap();
-        assert!(key.revoked_at.is_some());
-        assert!(matches!(service.get_agent(&caller, &t.agent).await, Err(ServiceError::NotFound(_))));
-        // The name is free again.
-        service
-            .update_agent(&caller, &t.agent, AgentChanges::default())
-            .await
-            .expect_err("a deleted agent cannot be changed");
-        service.create_agent(&caller, NewAgent { name: "Main".into(), description: None, capabilities: vec![] }).await.unwrap();
-    })
+    on_every_backend(
+        "deleting_an_agent_revokes_its_keys_and_keeps_the_records",
+        |service, _| async move {
+            let t = tenant(&service, "Gone", "pro", ALL).await;
+            let caller = Caller::cli(t.org.clone());
+            service.delete_agent(&caller, &t.agent).await.unwrap();
+            let key = service.get_key(&caller, &t.key_id).await.unwrap();
+            assert!(key.revoked_at.is_some());
+            assert!(matches!(
+                service.get_agent(&caller, &t.agent).await,
+                Err(ServiceError::NotFound(_))
+            ));
+            // The name is free again.
+            service
+                .update_agent(&caller, &t.agent, AgentChanges::default())
+                .await
+                .expect_err("a deleted agent cannot be changed");
+            service
+                .create_agent(
+                    &caller,
+                    NewAgent {
+                        name: "Main".into(),
+                        description: None,
+                        capabilities: vec![],
+                    },
+                )
+                .await
+                .unwrap();
+        },
+    )
     .await;
 }
 
@@ -208,14 +429,47 @@ async fn plan_key_limit_is_enforced() {
         let t = tenant(&service, "Small", "free", &[]).await; // free allows 10 keys
         let caller = Caller::cli(t.org.clone());
         for i in 0..9 {
-            service.create_key(&caller, &t.agent, NewKey { name: format!("k{i}"), ..Default::default() }).await.unwrap();
+            service
+                .create_key(
+                    &caller,
+                    &t.agent,
+                    NewKey {
+                        name: format!("k{i}"),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
         }
-        let err = service.create_key(&caller, &t.agent, NewKey { name: "one too many".into(), ..Default::default() }).await.unwrap_err();
+        let err = service
+            .create_key(
+                &caller,
+                &t.agent,
+                NewKey {
+                    name: "one too many".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
         assert!(matches!(err, ServiceError::KeyLimitReached(_)), "{err:?}");
         // Revoking one makes room; rolling never changes the count.
         service.revoke_key(&caller, &t.key_id, None).await.unwrap();
-        let k = service.create_key(&caller, &t.agent, NewKey { name: "room".into(), ..Default::default() }).await.unwrap();
-        service.roll_key(&caller, &k.record.id, Some(0)).await.unwrap();
+        let k = service
+            .create_key(
+                &caller,
+                &t.agent,
+                NewKey {
+                    name: "room".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        service
+            .roll_key(&caller, &k.record.id, Some(0))
+            .await
+            .unwrap();
     })
     .await;
 }
@@ -225,10 +479,17 @@ async fn last_used_only_moves_forward() {
     on_every_backend("last_used_only_moves_forward", |service, _| async move {
         let t = tenant(&service, "Used", "pro", ALL).await;
         let mut tx = service.store().begin().await.unwrap();
-        keys::touch_last_used(&mut tx, &[(t.org.clone(), t.key_id.clone(), 2_000)]).await.unwrap();
-        keys::touch_last_used(&mut tx, &[(t.org.clone(), t.key_id.clone(), 1_000)]).await.unwrap();
+        keys::touch_last_used(&mut tx, &[(t.org.clone(), t.key_id.clone(), 2_000)])
+            .await
+            .unwrap();
+        keys::touch_last_used(&mut tx, &[(t.org.clone(), t.key_id.clone(), 1_000)])
+            .await
+            .unwrap();
         keyward_store::commit(tx).await.unwrap();
-        let key = service.get_key(&Caller::cli(t.org.clone()), &t.key_id).await.unwrap();
+        let key = service
+            .get_key(&Caller::cli(t.org.clone()), &t.key_id)
+            .await
+            .unwrap();
         assert_eq!(key.last_used_at, Some(2_000));
     })
     .await;

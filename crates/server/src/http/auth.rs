@@ -23,7 +23,8 @@ const KEY_QUERY_PARAMS: &[&str] = &["api_key", "apikey", "key", "access_token"];
 
 pub async fn reject_keys_in_query(req: Request, next: Next) -> Response {
     let in_query = req.uri().query().is_some_and(|q| {
-        form_urlencoded::parse(q.as_bytes()).any(|(name, _)| KEY_QUERY_PARAMS.contains(&name.as_ref()))
+        form_urlencoded::parse(q.as_bytes())
+            .any(|(name, _)| KEY_QUERY_PARAMS.contains(&name.as_ref()))
     });
     if in_query {
         return ApiError::new(
@@ -64,7 +65,11 @@ pub fn credential(headers: &HeaderMap) -> Result<String, ApiError> {
         }
     });
     // A non-UTF-8 X-API-Key cannot be a key: it stays as text that fails the format check.
-    let header_key = x_api_key.map(|v| v.to_str().map(|s| s.trim().to_string()).unwrap_or_else(|_| "\u{fffd}".into()));
+    let header_key = x_api_key.map(|v| {
+        v.to_str()
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "\u{fffd}".into())
+    });
 
     if let (Some(Ok(token)), Some(key)) = (&bearer, &header_key) {
         if token != key {
@@ -90,7 +95,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Ok(Err(failure)) => return ApiError::auth(failure).into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    state.recorder.record(principal.org(), &principal.key.id, state.service.now());
+    state
+        .recorder
+        .record(principal.org(), &principal.key.id, state.service.now());
     req.extensions_mut().insert(principal);
     next.run(req).await
 }
@@ -127,7 +134,10 @@ pub struct Auth<N> {
 impl<N: Need> FromRequestParts<AppState> for Auth<N> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
             tracing::error!("a key-protected route is missing the authentication layer");
             return Err(ApiError::internal());
@@ -139,7 +149,11 @@ impl<N: Need> FromRequestParts<AppState> for Auth<N> {
         }
         let client = ClientInfo::from_request_parts(parts, state).await?;
         let caller = principal.caller(client.ip, client.user_agent);
-        Ok(Auth { principal, caller, _need: PhantomData })
+        Ok(Auth {
+            principal,
+            caller,
+            _need: PhantomData,
+        })
     }
 }
 
@@ -150,7 +164,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -168,11 +185,29 @@ mod tests {
         assert_eq!(code(&[("authorization", "Bearer abc")]), "ok");
         assert_eq!(code(&[("authorization", "bearer abc")]), "ok");
         assert_eq!(code(&[("x-api-key", "abc")]), "ok");
-        assert_eq!(code(&[("authorization", "Bearer abc"), ("x-api-key", "abc")]), "ok");
-        assert_eq!(code(&[("authorization", "Bearer abc"), ("x-api-key", "abd")]), "conflicting_credentials");
-        assert_eq!(code(&[("x-api-key", "a"), ("x-api-key", "a")]), "conflicting_credentials");
-        assert_eq!(code(&[("authorization", "Basic Zm9v"), ("x-api-key", "abc")]), "invalid_authorization_scheme");
-        assert_eq!(code(&[("authorization", "kw_abc")]), "invalid_authorization_scheme");
-        assert_eq!(credential(&headers(&[("authorization", "Bearer ")])).unwrap(), "");
+        assert_eq!(
+            code(&[("authorization", "Bearer abc"), ("x-api-key", "abc")]),
+            "ok"
+        );
+        assert_eq!(
+            code(&[("authorization", "Bearer abc"), ("x-api-key", "abd")]),
+            "conflicting_credentials"
+        );
+        assert_eq!(
+            code(&[("x-api-key", "a"), ("x-api-key", "a")]),
+            "conflicting_credentials"
+        );
+        assert_eq!(
+            code(&[("authorization", "Basic Zm9v"), ("x-api-key", "abc")]),
+            "invalid_authorization_scheme"
+        );
+        assert_eq!(
+            code(&[("authorization", "kw_abc")]),
+            "invalid_authorization_scheme"
+        );
+        assert_eq!(
+            credential(&headers(&[("authorization", "Bearer ")])).unwrap(),
+            ""
+        );
     }
 }

@@ -40,15 +40,29 @@ const REALM: &str = "Bearer realm=\"keyward\"";
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, www_authenticate: None, retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            www_authenticate: None,
+            retry_after: None,
+        }
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self { field: Some(field.to_string()), ..Self::new(StatusCode::BAD_REQUEST, "invalid_request", message) }
+        Self {
+            field: Some(field.to_string()),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "The requested resource does not exist.")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "The requested resource does not exist.",
+        )
     }
 
     pub fn internal() -> Self {
@@ -87,11 +101,15 @@ impl ApiError {
 
     pub fn insufficient_capability(capability: &str) -> Self {
         Self {
-            www_authenticate: Some(format!("{REALM}, error=\"insufficient_scope\", scope=\"{capability}\"")),
+            www_authenticate: Some(format!(
+                "{REALM}, error=\"insufficient_scope\", scope=\"{capability}\""
+            )),
             ..Self::new(
                 StatusCode::FORBIDDEN,
                 "insufficient_capability",
-                format!("This key's agent lacks the capability {capability}, which this request needs."),
+                format!(
+                    "This key's agent lacks the capability {capability}, which this request needs."
+                ),
             )
         }
     }
@@ -132,8 +150,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.status.into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(v) = self.www_authenticate.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(v) = self
+            .www_authenticate
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
             headers.insert(header::WWW_AUTHENTICATE, v);
         }
         if let Some(secs) = self.retry_after {
@@ -148,11 +173,19 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::NotFound(_) => ApiError::not_found(),
-            ServiceError::Invalid { field, message } => ApiError::invalid(&field, capitalize(&message)),
-            ServiceError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", capitalize(&m)),
-            ServiceError::KeyLimitReached(m) => ApiError::new(StatusCode::CONFLICT, "key_limit_reached", capitalize(&m)),
+            ServiceError::Invalid { field, message } => {
+                ApiError::invalid(&field, capitalize(&message))
+            }
+            ServiceError::Conflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", capitalize(&m))
+            }
+            ServiceError::KeyLimitReached(m) => {
+                ApiError::new(StatusCode::CONFLICT, "key_limit_reached", capitalize(&m))
+            }
             ServiceError::InsufficientCapability(cap) => ApiError::insufficient_capability(&cap),
-            ServiceError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", capitalize(&m)),
+            ServiceError::Forbidden(m) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", capitalize(&m))
+            }
             ServiceError::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
                 ApiError::internal()
@@ -164,7 +197,10 @@ impl From<ServiceError> for ApiError {
 /// Service messages are lowercase fragments; API messages are sentences.
 fn capitalize(s: &str) -> String {
     let mut chars = s.chars();
-    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    let mut out: String = chars
+        .next()
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_default();
     out.extend(chars);
     if !out.ends_with('.') {
         out.push('.');

@@ -28,10 +28,18 @@ async fn read_body(req: Request) -> Result<(bool, Bytes), ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            let mime = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         });
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| payload_too_large())?;
+    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| payload_too_large())?;
     Ok((is_json, bytes))
 }
 
@@ -45,8 +53,20 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let field = message
             .strip_prefix("missing field `")
             .and_then(|rest| rest.split('`').next())
-            .map(|f| if path == "." { f.to_string() } else { format!("{path}.{f}") })
-            .unwrap_or_else(|| if path == "." { "body".to_string() } else { path });
+            .map(|f| {
+                if path == "." {
+                    f.to_string()
+                } else {
+                    format!("{path}.{f}")
+                }
+            })
+            .unwrap_or_else(|| {
+                if path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                }
+            });
         let message = match inner.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 format!("The request body is not valid JSON: {message}.")
@@ -98,10 +118,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de).map(Query).map_err(|err| {
-            let field = err.path().to_string();
-            ApiError::invalid(&field, format!("Invalid query parameter {field}: {}.", err.into_inner()))
-        })
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|err| {
+                let field = err.path().to_string();
+                ApiError::invalid(
+                    &field,
+                    format!("Invalid query parameter {field}: {}.", err.into_inner()),
+                )
+            })
     }
 }
 
@@ -115,15 +140,30 @@ pub struct ClientInfo {
 impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        let ip = peer.map(|peer| client_ip(peer, &parts.headers, &state.service.config().trusted_proxies));
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let ip = peer.map(|peer| {
+            client_ip(
+                peer,
+                &parts.headers,
+                &state.service.config().trusted_proxies,
+            )
+        });
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(256).collect());
-        Ok(ClientInfo { ip: ip.map(|ip| ip.to_string()), user_agent })
+        Ok(ClientInfo {
+            ip: ip.map(|ip| ip.to_string()),
+            user_agent,
+        })
     }
 }
 
@@ -165,7 +205,13 @@ mod tests {
         let trusted: Vec<ipnet::IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "203.0.113.9, 127.0.0.1".parse().unwrap());
-        assert_eq!(client_ip("127.0.0.1".parse().unwrap(), &h, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip("198.51.100.1".parse().unwrap(), &h, &trusted), "198.51.100.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip("127.0.0.1".parse().unwrap(), &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip("198.51.100.1".parse().unwrap(), &h, &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -36,7 +36,8 @@ pub struct AppState {
 ///    may carry a key that `reject_keys_in_query` is about to refuse;
 /// 5. `/v1` alone refuses keys in the query, then each key route authenticates.
 pub fn router(state: AppState) -> Router {
-    let api = v1::router(state.clone()).layer(axum::middleware::from_fn(auth::reject_keys_in_query));
+    let api =
+        v1::router(state.clone()).layer(axum::middleware::from_fn(auth::reject_keys_in_query));
     Router::new()
         .nest("/v1", api)
         .merge(ops::router())

@@ -10,7 +10,9 @@ use serde_json::json;
 use super::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Response {
@@ -21,6 +23,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.service.store().ping().await {
         axum::Json(json!({"status": "ready", "checks": {"storage": "ok"}})).into_response()
     } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Storage is not reachable.").into_response()
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Storage is not reachable.",
+        )
+        .into_response()
     }
 }

@@ -18,7 +18,9 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct RequestId(pub String);
 
 fn acceptable(v: &str) -> bool {
-    (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    (1..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn new_id() -> String {
@@ -47,7 +49,10 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     if let Some(error) = error {
         let (mut parts, _) = response.into_parts();
         parts.status = error.status;
-        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         parts.headers.remove(header::CONTENT_LENGTH);
         response = Response::from_parts(parts, Body::from(error.body(&id)));
     }
@@ -73,7 +78,11 @@ fn fallback_error(status: StatusCode) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED => method_not_allowed(),
         StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => unsupported_media_type(),
-        s if s.is_client_error() => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "The request could not be understood."),
+        s if s.is_client_error() => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request could not be understood.",
+        ),
         _ => {
             tracing::error!(status = %status, "an error response without a body reached the edge");
             ApiError::internal()
@@ -82,11 +91,19 @@ fn fallback_error(status: StatusCode) -> ApiError {
 }
 
 pub fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This method is not allowed on this path.")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This method is not allowed on this path.",
+    )
 }
 
 pub fn payload_too_large() -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is larger than 1 MiB.")
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "The request body is larger than 1 MiB.",
+    )
 }
 
 pub fn unsupported_media_type() -> ApiError {

@@ -34,7 +34,10 @@ pub struct AgentChanges {
 fn clean_description(d: Option<&str>) -> Result<String, ServiceError> {
     let d = d.map(str::trim).unwrap_or("");
     if d.chars().count() > 500 {
-        return Err(ServiceError::invalid("description", "description must be at most 500 characters"));
+        return Err(ServiceError::invalid(
+            "description",
+            "description must be at most 500 characters",
+        ));
     }
     Ok(d.to_string())
 }
@@ -48,7 +51,12 @@ impl Service {
     }
 
     /// A team-scoped caller may change an agent only if none of its keys lies outside the team.
-    async fn require_agent_inside_team(&self, conn: &mut Conn, caller: &Caller, agent: &AgentId) -> Result<(), ServiceError> {
+    async fn require_agent_inside_team(
+        &self,
+        conn: &mut Conn,
+        caller: &Caller,
+        agent: &AgentId,
+    ) -> Result<(), ServiceError> {
         if let Some(team) = &caller.team {
             if keys::count_outside_team(conn, &caller.org, agent, team).await? > 0 {
                 return Err(ServiceError::Forbidden(
@@ -60,7 +68,11 @@ impl Service {
     }
 
     /// Creates an agent and its first key, `Production`.
-    pub async fn create_agent(&self, caller: &Caller, input: NewAgent) -> Result<CreatedAgent, ServiceError> {
+    pub async fn create_agent(
+        &self,
+        caller: &Caller,
+        input: NewAgent,
+    ) -> Result<CreatedAgent, ServiceError> {
         caller.require("keys:write")?;
         let name = clean_name("name", &input.name)?;
         let description = clean_description(input.description.as_deref())?;
@@ -86,28 +98,46 @@ impl Service {
             json!({"name": agent.name, "capabilities": agent.capabilities}),
         );
         audit::insert(&mut tx, &event).await?;
-        let first = NewKey { name: FIRST_KEY_NAME.into(), ..NewKey::default() };
+        let first = NewKey {
+            name: FIRST_KEY_NAME.into(),
+            ..NewKey::default()
+        };
         let first_key = self.insert_key(&mut tx, caller, &agent, first, now).await?;
         keyward_store::commit(tx).await?;
         Ok(CreatedAgent { agent, first_key })
     }
 
-    pub async fn list_agents(&self, caller: &Caller, page: &PageRequest) -> Result<Page<AgentSummary>, ServiceError> {
+    pub async fn list_agents(
+        &self,
+        caller: &Caller,
+        page: &PageRequest,
+    ) -> Result<Page<AgentSummary>, ServiceError> {
         caller.require("keys:read")?;
         let mut conn = self.store().read().await?;
         Ok(agents::list(&mut conn, &caller.org, page, self.now()).await?)
     }
 
-    pub async fn get_agent(&self, caller: &Caller, id: &AgentId) -> Result<AgentSummary, ServiceError> {
+    pub async fn get_agent(
+        &self,
+        caller: &Caller,
+        id: &AgentId,
+    ) -> Result<AgentSummary, ServiceError> {
         caller.require("keys:read")?;
         let mut conn = self.store().read().await?;
-        let agent = agents::get(&mut conn, &caller.org, id).await?.ok_or(ServiceError::NotFound("agent"))?;
-        let active_keys = keys::count_active_of_agent(&mut conn, &caller.org, id, self.now()).await?;
+        let agent = agents::get(&mut conn, &caller.org, id)
+            .await?
+            .ok_or(ServiceError::NotFound("agent"))?;
+        let active_keys =
+            keys::count_active_of_agent(&mut conn, &caller.org, id, self.now()).await?;
         Ok(AgentSummary { agent, active_keys })
     }
 
     /// Finds an agent of the caller's organization by id or name.
-    pub async fn find_agent(&self, caller: &Caller, id_or_name: &str) -> Result<Agent, ServiceError> {
+    pub async fn find_agent(
+        &self,
+        caller: &Caller,
+        id_or_name: &str,
+    ) -> Result<Agent, ServiceError> {
         let mut conn = self.store().read().await?;
         let found = match AgentId::parse(id_or_name) {
             Ok(id) => agents::get(&mut conn, &caller.org, &id).await?,
@@ -118,9 +148,18 @@ impl Service {
 
     /// Renames an agent or changes its capabilities; a capability change applies to every
     /// key of the agent at once.
-    pub async fn update_agent(&self, caller: &Caller, id: &AgentId, changes: AgentChanges) -> Result<AgentSummary, ServiceError> {
+    pub async fn update_agent(
+        &self,
+        caller: &Caller,
+        id: &AgentId,
+        changes: AgentChanges,
+    ) -> Result<AgentSummary, ServiceError> {
         caller.require("keys:write")?;
-        let new_caps = changes.capabilities.as_deref().map(|c| self.parse_capabilities(c)).transpose()?;
+        let new_caps = changes
+            .capabilities
+            .as_deref()
+            .map(|c| self.parse_capabilities(c))
+            .transpose()?;
         if let Some(caps) = &new_caps {
             caller.require_within(caps)?;
         }
@@ -164,7 +203,15 @@ impl Service {
         let mut tx = self.store().begin().await?;
         let agent = self.manageable_agent(&mut tx, caller, id).await?;
         self.require_agent_inside_team(&mut tx, caller, id).await?;
-        let revoked = keys::revoke_all_of_agent(&mut tx, &caller.org, id, now, &caller.actor_ref(), "agent deleted").await?;
+        let revoked = keys::revoke_all_of_agent(
+            &mut tx,
+            &caller.org,
+            id,
+            now,
+            &caller.actor_ref(),
+            "agent deleted",
+        )
+        .await?;
         agents::mark_deleted(&mut tx, &caller.org, id, now).await?;
         let event = caller.event(
             now,

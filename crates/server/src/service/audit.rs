@@ -18,10 +18,17 @@ pub struct AuditQuery {
 impl Service {
     /// The organization's audit log, newest first. Team-scoped keys cannot read it: it
     /// describes the whole organization.
-    pub async fn list_audit_events(&self, caller: &Caller, query: AuditQuery, page: &PageRequest) -> Result<Page<Event>, ServiceError> {
+    pub async fn list_audit_events(
+        &self,
+        caller: &Caller,
+        query: AuditQuery,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, ServiceError> {
         caller.require("audit:read")?;
         if caller.team.is_some() {
-            return Err(ServiceError::Forbidden("a team-scoped key cannot read the organization's audit log".into()));
+            return Err(ServiceError::Forbidden(
+                "a team-scoped key cannot read the organization's audit log".into(),
+            ));
         }
         let filter = EventFilter {
             action: query.action,

@@ -53,7 +53,10 @@ impl Principal {
 impl Service {
     /// Checks a presented key: format and checksum first (no storage), then the record by
     /// hash, then revocation, expiry and the plan. Storage failures are errors, not refusals.
-    pub async fn authenticate(&self, presented: &str) -> Result<Result<Principal, AuthFailure>, ServiceError> {
+    pub async fn authenticate(
+        &self,
+        presented: &str,
+    ) -> Result<Result<Principal, AuthFailure>, ServiceError> {
         if let Err(reason) = check_format(&self.config().key_prefix, presented) {
             return Ok(Err(AuthFailure::Malformed(reason)));
         }
@@ -69,7 +72,12 @@ impl Service {
             return Ok(Err(AuthFailure::Revoked));
         }
         let now = self.now();
-        match KeyStatus::of(found.key.revoked_at, found.key.expires_at, found.key.rolled_to.is_some(), now) {
+        match KeyStatus::of(
+            found.key.revoked_at,
+            found.key.expires_at,
+            found.key.rolled_to.is_some(),
+            now,
+        ) {
             KeyStatus::Revoked => return Ok(Err(AuthFailure::Revoked)),
             KeyStatus::Expired => return Ok(Err(AuthFailure::Expired)),
             KeyStatus::Active | KeyStatus::Expiring => {}

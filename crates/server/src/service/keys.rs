@@ -61,11 +61,18 @@ pub(crate) fn clean_environment(env: Option<&str>) -> Result<String, ServiceErro
 
 impl Service {
     /// Checks a rate-limit override against the organization's plan.
-    async fn check_rate_limit(&self, conn: &mut Conn, caller: &Caller, limit: &RateLimit) -> Result<(), ServiceError> {
+    async fn check_rate_limit(
+        &self,
+        conn: &mut Conn,
+        caller: &Caller,
+        limit: &RateLimit,
+    ) -> Result<(), ServiceError> {
         if caller.may_exceed_plan_rate() {
             return Ok(());
         }
-        let org = orgs::get(conn, &caller.org).await?.ok_or(ServiceError::NotFound("organization"))?;
+        let org = orgs::get(conn, &caller.org)
+            .await?
+            .ok_or(ServiceError::NotFound("organization"))?;
         let plan = self.config().plan(&org.plan).map(|p| p.rate_limit);
         match plan {
             Some(plan) if limit.is_at_most(&plan) => Ok(()),
@@ -76,13 +83,23 @@ impl Service {
                     plan.limit, plan.window_seconds
                 ),
             )),
-            None => Err(ServiceError::invalid("rate_limit", "the organization's plan is not configured")),
+            None => Err(ServiceError::invalid(
+                "rate_limit",
+                "the organization's plan is not configured",
+            )),
         }
     }
 
     /// Refuses when the organization's plan allows no more keys.
-    async fn check_key_limit(&self, conn: &mut Conn, caller: &Caller, now: UnixMillis) -> Result<(), ServiceError> {
-        let org = orgs::get(conn, &caller.org).await?.ok_or(ServiceError::NotFound("organization"))?;
+    async fn check_key_limit(
+        &self,
+        conn: &mut Conn,
+        caller: &Caller,
+        now: UnixMillis,
+    ) -> Result<(), ServiceError> {
+        let org = orgs::get(conn, &caller.org)
+            .await?
+            .ok_or(ServiceError::NotFound("organization"))?;
         let Some(max) = self.config().plan(&org.plan).and_then(|p| p.max_keys) else {
             return Ok(());
         };
@@ -98,8 +115,15 @@ impl Service {
 
     /// An agent the caller may manage keys of: in its organization, not deleted, and no more
     /// capable than the caller.
-    pub(crate) async fn manageable_agent(&self, conn: &mut Conn, caller: &Caller, id: &AgentId) -> Result<Agent, ServiceError> {
-        let agent = agents::get(conn, &caller.org, id).await?.ok_or(ServiceError::NotFound("agent"))?;
+    pub(crate) async fn manageable_agent(
+        &self,
+        conn: &mut Conn,
+        caller: &Caller,
+        id: &AgentId,
+    ) -> Result<Agent, ServiceError> {
+        let agent = agents::get(conn, &caller.org, id)
+            .await?
+            .ok_or(ServiceError::NotFound("agent"))?;
         caller.require_within(&agent.capabilities)?;
         Ok(agent)
     }
@@ -131,11 +155,19 @@ impl Service {
         if let Some(owner) = &owner {
             users::member(conn, &caller.org, owner)
                 .await?
-                .ok_or_else(|| ServiceError::invalid("owner_id", "the owner must be a member of the organization"))?;
+                .ok_or_else(|| {
+                    ServiceError::invalid(
+                        "owner_id",
+                        "the owner must be a member of the organization",
+                    )
+                })?;
         }
         if let Some(at) = input.expires_at {
             if at <= now {
-                return Err(ServiceError::invalid("expires_at", "the expiry must be in the future"));
+                return Err(ServiceError::invalid(
+                    "expires_at",
+                    "the expiry must be in the future",
+                ));
             }
         }
         if let Some(limit) = &input.rate_limit {
@@ -180,7 +212,12 @@ impl Service {
     }
 
     /// Creates a key for an agent.
-    pub async fn create_key(&self, caller: &Caller, agent: &AgentId, input: NewKey) -> Result<CreatedKey, ServiceError> {
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        agent: &AgentId,
+        input: NewKey,
+    ) -> Result<CreatedKey, ServiceError> {
         caller.require("keys:write")?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
@@ -200,7 +237,9 @@ impl Service {
         caller.require("keys:read")?;
         let mut conn = self.store().read().await?;
         if let Some(agent) = agent {
-            agents::get(&mut conn, &caller.org, agent).await?.ok_or(ServiceError::NotFound("agent"))?;
+            agents::get(&mut conn, &caller.org, agent)
+                .await?
+                .ok_or(ServiceError::NotFound("agent"))?;
         }
         Ok(keys::list(&mut conn, &caller.scope(), agent, page).await?)
     }
@@ -208,12 +247,21 @@ impl Service {
     pub async fn get_key(&self, caller: &Caller, id: &KeyId) -> Result<KeyRecord, ServiceError> {
         caller.require("keys:read")?;
         let mut conn = self.store().read().await?;
-        keys::get(&mut conn, &caller.scope(), id).await?.ok_or(ServiceError::NotFound("key"))
+        keys::get(&mut conn, &caller.scope(), id)
+            .await?
+            .ok_or(ServiceError::NotFound("key"))
     }
 
     /// Loads a key the caller may change: visible in its scope, of an agent within its power.
-    async fn manageable_key(&self, conn: &mut Conn, caller: &Caller, id: &KeyId) -> Result<KeyRecord, ServiceError> {
-        let key = keys::get(conn, &caller.scope(), id).await?.ok_or(ServiceError::NotFound("key"))?;
+    async fn manageable_key(
+        &self,
+        conn: &mut Conn,
+        caller: &Caller,
+        id: &KeyId,
+    ) -> Result<KeyRecord, ServiceError> {
+        let key = keys::get(conn, &caller.scope(), id)
+            .await?
+            .ok_or(ServiceError::NotFound("key"))?;
         let agent = agents::get_including_deleted(conn, &caller.org, &key.agent)
             .await?
             .ok_or(ServiceError::NotFound("agent"))?;
@@ -221,7 +269,12 @@ impl Service {
         Ok(key)
     }
 
-    pub async fn update_key(&self, caller: &Caller, id: &KeyId, changes: KeyChanges) -> Result<KeyRecord, ServiceError> {
+    pub async fn update_key(
+        &self,
+        caller: &Caller,
+        id: &KeyId,
+        changes: KeyChanges,
+    ) -> Result<KeyRecord, ServiceError> {
         caller.require("keys:write")?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
@@ -237,15 +290,23 @@ impl Service {
             key.rate_limit = limit;
         }
         if let Some(expires_at) = changes.expires_at {
-            let status = KeyStatus::of(key.revoked_at, key.expires_at, key.rolled_to.is_some(), now);
+            let status =
+                KeyStatus::of(key.revoked_at, key.expires_at, key.rolled_to.is_some(), now);
             if !status.is_usable() || key.rolled_to.is_some() {
                 return Err(ServiceError::Conflict(format!(
                     "the expiry of a {} key cannot change",
-                    if key.rolled_to.is_some() { "rolled" } else { status.as_str() }
+                    if key.rolled_to.is_some() {
+                        "rolled"
+                    } else {
+                        status.as_str()
+                    }
                 )));
             }
             if expires_at.is_some_and(|at| at <= now) {
-                return Err(ServiceError::invalid("expires_at", "the expiry must be in the future; revoke the key to stop it now"));
+                return Err(ServiceError::invalid(
+                    "expires_at",
+                    "the expiry must be in the future; revoke the key to stop it now",
+                ));
             }
             key.expires_at = expires_at;
         }
@@ -267,42 +328,81 @@ impl Service {
     }
 
     /// Revokes a key at once and for good. Revoking a revoked key changes nothing.
-    pub async fn revoke_key(&self, caller: &Caller, id: &KeyId, reason: Option<&str>) -> Result<KeyRecord, ServiceError> {
+    pub async fn revoke_key(
+        &self,
+        caller: &Caller,
+        id: &KeyId,
+        reason: Option<&str>,
+    ) -> Result<KeyRecord, ServiceError> {
         caller.require("keys:write")?;
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         if reason.is_some_and(|r| r.chars().count() > 500) {
-            return Err(ServiceError::invalid("reason", "the reason must be at most 500 characters"));
+            return Err(ServiceError::invalid(
+                "reason",
+                "the reason must be at most 500 characters",
+            ));
         }
         let now = self.now();
         let mut tx = self.store().begin().await?;
         let key = self.manageable_key(&mut tx, caller, id).await?;
-        if keys::revoke(&mut tx, &caller.scope(), id, now, &caller.actor_ref(), reason).await? {
-            let event = caller.event(now, "key.revoked", ("key", id.as_str()), json!({"reason": reason, "hint": key.hint}));
+        if keys::revoke(
+            &mut tx,
+            &caller.scope(),
+            id,
+            now,
+            &caller.actor_ref(),
+            reason,
+        )
+        .await?
+        {
+            let event = caller.event(
+                now,
+                "key.revoked",
+                ("key", id.as_str()),
+                json!({"reason": reason, "hint": key.hint}),
+            );
             audit::insert(&mut tx, &event).await?;
         }
-        let key = keys::get(&mut tx, &caller.scope(), id).await?.ok_or(ServiceError::NotFound("key"))?;
+        let key = keys::get(&mut tx, &caller.scope(), id)
+            .await?
+            .ok_or(ServiceError::NotFound("key"))?;
         keyward_store::commit(tx).await?;
         Ok(key)
     }
 
     /// Replaces a key with a new one; the old one keeps working for `grace_seconds`.
-    pub async fn roll_key(&self, caller: &Caller, id: &KeyId, grace_seconds: Option<u64>) -> Result<RolledKey, ServiceError> {
+    pub async fn roll_key(
+        &self,
+        caller: &Caller,
+        id: &KeyId,
+        grace_seconds: Option<u64>,
+    ) -> Result<RolledKey, ServiceError> {
         caller.require("keys:write")?;
         let grace = grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
         if grace > 30 * 86_400 {
-            return Err(ServiceError::invalid("grace_seconds", "the grace period may be at most 30 days (2592000 seconds)"));
+            return Err(ServiceError::invalid(
+                "grace_seconds",
+                "the grace period may be at most 30 days (2592000 seconds)",
+            ));
         }
         let now = self.now();
         let mut tx = self.store().begin().await?;
         let old = self.manageable_key(&mut tx, caller, id).await?;
         if old.rolled_to.is_some() {
-            return Err(ServiceError::Conflict("this key was already rolled; roll its replacement instead".into()));
+            return Err(ServiceError::Conflict(
+                "this key was already rolled; roll its replacement instead".into(),
+            ));
         }
         let status = KeyStatus::of(old.revoked_at, old.expires_at, false, now);
         if !status.is_usable() {
-            return Err(ServiceError::Conflict(format!("a {} key cannot be rolled", status.as_str())));
+            return Err(ServiceError::Conflict(format!(
+                "a {} key cannot be rolled",
+                status.as_str()
+            )));
         }
-        let agent = agents::get(&mut tx, &caller.org, &old.agent).await?.ok_or(ServiceError::NotFound("agent"))?;
+        let agent = agents::get(&mut tx, &caller.org, &old.agent)
+            .await?
+            .ok_or(ServiceError::NotFound("agent"))?;
         let secret = ApiKey::generate(&self.config().key_prefix);
         let new = KeyRecord {
             id: KeyId::generate(),
@@ -329,8 +429,16 @@ impl Service {
             json!({"new_key_id": new.id, "agent_id": agent.id, "grace_seconds": grace, "old_key_expires_at": old_expiry}),
         );
         audit::insert(&mut tx, &event).await?;
-        let old = keys::get(&mut tx, &caller.scope(), id).await?.ok_or(ServiceError::NotFound("key"))?;
+        let old = keys::get(&mut tx, &caller.scope(), id)
+            .await?
+            .ok_or(ServiceError::NotFound("key"))?;
         keyward_store::commit(tx).await?;
-        Ok(RolledKey { new_key: CreatedKey { record: new, secret }, old_key: old })
+        Ok(RolledKey {
+            new_key: CreatedKey {
+                record: new,
+                secret,
+            },
+            old_key: old,
+        })
     }
 }

@@ -11,7 +11,9 @@ mod orgs;
 
 use std::sync::Arc;
 
-use keyward_core::{Capability, CapabilitySet, EventId, KeyId, OrgId, Role, TeamId, UnixMillis, UserId};
+use keyward_core::{
+    Capability, CapabilitySet, EventId, KeyId, OrgId, Role, TeamId, UnixMillis, UserId,
+};
 use keyward_store::audit::Event;
 use keyward_store::keys::ActorRef;
 use keyward_store::{Scope, Store, StoreError};
@@ -57,7 +59,11 @@ pub enum Actor {
     /// A person signed in to the dashboard.
     User { id: UserId, role: Role },
     /// An API key, with its agent's capabilities.
-    Key { id: KeyId, capabilities: CapabilitySet, owner: Option<UserId> },
+    Key {
+        id: KeyId,
+        capabilities: CapabilitySet,
+        owner: Option<UserId>,
+    },
 }
 
 /// A request to the service layer: the actor, the tenant it acts in, and where it came from.
@@ -84,14 +90,26 @@ impl Caller {
 
     /// The tenant boundary every query of this caller runs in.
     pub fn scope(&self) -> Scope {
-        Scope { org: self.org.clone(), team: self.team.clone() }
+        Scope {
+            org: self.org.clone(),
+            team: self.team.clone(),
+        }
     }
 
     pub fn actor_ref(&self) -> ActorRef {
         match &self.actor {
-            Actor::Cli => ActorRef { kind: "cli".into(), id: "cli".into() },
-            Actor::User { id, .. } => ActorRef { kind: "user".into(), id: id.to_string() },
-            Actor::Key { id, .. } => ActorRef { kind: "key".into(), id: id.to_string() },
+            Actor::Cli => ActorRef {
+                kind: "cli".into(),
+                id: "cli".into(),
+            },
+            Actor::User { id, .. } => ActorRef {
+                kind: "user".into(),
+                id: id.to_string(),
+            },
+            Actor::Key { id, .. } => ActorRef {
+                kind: "key".into(),
+                id: id.to_string(),
+            },
         }
     }
 
@@ -138,7 +156,13 @@ impl Caller {
     }
 
     /// An audit event by this caller.
-    fn event(&self, at: UnixMillis, action: &str, target: (&str, &str), details: serde_json::Value) -> Event {
+    fn event(
+        &self,
+        at: UnixMillis,
+        action: &str,
+        target: (&str, &str),
+        details: serde_json::Value,
+    ) -> Event {
         Event {
             id: EventId::generate(),
             org: self.org.clone(),
@@ -180,7 +204,10 @@ pub enum ServiceError {
 
 impl ServiceError {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        ServiceError::Invalid { field: field.to_string(), message: message.into() }
+        ServiceError::Invalid {
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -197,13 +224,22 @@ impl From<StoreError> for ServiceError {
 pub fn clean_name(field: &str, name: &str) -> Result<String, ServiceError> {
     let name = name.trim();
     if name.is_empty() {
-        return Err(ServiceError::invalid(field, format!("{field} must not be empty")));
+        return Err(ServiceError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     if name.chars().count() > 100 {
-        return Err(ServiceError::invalid(field, format!("{field} must be at most 100 characters")));
+        return Err(ServiceError::invalid(
+            field,
+            format!("{field} must be at most 100 characters"),
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(field, format!("{field} must not contain control characters")));
+        return Err(ServiceError::invalid(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(name.to_string())
 }

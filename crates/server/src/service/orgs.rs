@@ -34,7 +34,9 @@ pub fn slugify(name: &str) -> String {
 
 fn check_slug(slug: &str) -> Result<(), ServiceError> {
     let ok = (1..=48).contains(&slug.len())
-        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
         && !slug.ends_with('-');
     if ok {
@@ -42,7 +44,9 @@ fn check_slug(slug: &str) -> Result<(), ServiceError> {
     } else {
         Err(ServiceError::invalid(
             "slug",
-            format!("{slug:?} is not a valid slug: use 1 to 48 lowercase letters, digits and hyphens"),
+            format!(
+                "{slug:?} is not a valid slug: use 1 to 48 lowercase letters, digits and hyphens"
+            ),
         ))
     }
 }
@@ -52,13 +56,19 @@ pub fn clean_email(email: &str) -> Result<String, ServiceError> {
     let email = email.trim().to_lowercase();
     let ok = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.contains('@')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.contains('@')
         })
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(email)
     } else {
-        Err(ServiceError::invalid("email", format!("{email:?} is not an email address")))
+        Err(ServiceError::invalid(
+            "email",
+            format!("{email:?} is not an email address"),
+        ))
     }
 }
 
@@ -80,14 +90,22 @@ impl Service {
         let slug = match input.slug {
             Some(s) => s.trim().to_string(),
             None => match slugify(&name) {
-                derived if derived.is_empty() => format!("org-{}", &OrgId::generate().as_str()[4..12]).to_lowercase(),
+                derived if derived.is_empty() => {
+                    format!("org-{}", &OrgId::generate().as_str()[4..12]).to_lowercase()
+                }
                 derived => derived,
             },
         };
         check_slug(&slug)?;
         self.check_plan(&input.plan)?;
         let now = self.now();
-        let org = Org { id: OrgId::generate(), name, slug, plan: input.plan, created_at: now };
+        let org = Org {
+            id: OrgId::generate(),
+            name,
+            slug,
+            plan: input.plan,
+            created_at: now,
+        };
         let caller = Caller::cli(org.id.clone());
         let mut tx = self.store().begin().await?;
         orgs::insert(&mut tx, &org).await?;
@@ -119,18 +137,24 @@ impl Service {
 
     pub async fn get_org(&self, caller: &Caller) -> Result<Org, ServiceError> {
         let mut conn = self.store().read().await?;
-        orgs::get(&mut conn, &caller.org).await?.ok_or(ServiceError::NotFound("organization"))
+        orgs::get(&mut conn, &caller.org)
+            .await?
+            .ok_or(ServiceError::NotFound("organization"))
     }
 
     /// Moves an organization to another plan.
     pub async fn change_plan(&self, caller: &Caller, plan: &str) -> Result<Org, ServiceError> {
         if !matches!(caller.actor, super::Actor::Cli) {
-            return Err(ServiceError::Forbidden("only an operator can change an organization's plan".into()));
+            return Err(ServiceError::Forbidden(
+                "only an operator can change an organization's plan".into(),
+            ));
         }
         self.check_plan(plan)?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
-        let mut org = orgs::get(&mut tx, &caller.org).await?.ok_or(ServiceError::NotFound("organization"))?;
+        let mut org = orgs::get(&mut tx, &caller.org)
+            .await?
+            .ok_or(ServiceError::NotFound("organization"))?;
         if org.plan != plan {
             orgs::set_plan(&mut tx, &org.id, plan).await?;
             let event = caller.event(
@@ -159,8 +183,13 @@ impl Service {
         let email = clean_email(email)?;
         let hash = match password {
             Some(p) => {
-                password::check_strength(&p).map_err(|e| ServiceError::invalid("password", e.to_string()))?;
-                Some(password::hash(p).await.map_err(|e| ServiceError::Internal(e.into()))?)
+                password::check_strength(&p)
+                    .map_err(|e| ServiceError::invalid("password", e.to_string()))?;
+                Some(
+                    password::hash(p)
+                        .await
+                        .map_err(|e| ServiceError::Internal(e.into()))?,
+                )
             }
             None => None,
         };
@@ -169,7 +198,12 @@ impl Service {
         let user = match users::get_by_email(&mut tx, &email).await? {
             Some(existing) => existing,
             None => {
-                let user = User { id: UserId::generate(), email: email.clone(), name: String::new(), created_at: now };
+                let user = User {
+                    id: UserId::generate(),
+                    email: email.clone(),
+                    name: String::new(),
+                    created_at: now,
+                };
                 users::insert(&mut tx, &user, hash.as_deref()).await?;
                 user
             }
@@ -183,22 +217,40 @@ impl Service {
         );
         audit::insert(&mut tx, &event).await?;
         keyward_store::commit(tx).await?;
-        Ok(Member { user, org: caller.org.clone(), role })
+        Ok(Member {
+            user,
+            org: caller.org.clone(),
+            role,
+        })
     }
 
     /// Sets a user's password (operators, or the user themself through the dashboard).
-    pub async fn set_password(&self, email: &str, password: SecretString) -> Result<User, ServiceError> {
+    pub async fn set_password(
+        &self,
+        email: &str,
+        password: SecretString,
+    ) -> Result<User, ServiceError> {
         let email = clean_email(email)?;
-        password::check_strength(&password).map_err(|e| ServiceError::invalid("password", e.to_string()))?;
-        let hash = password::hash(password).await.map_err(|e| ServiceError::Internal(e.into()))?;
+        password::check_strength(&password)
+            .map_err(|e| ServiceError::invalid("password", e.to_string()))?;
+        let hash = password::hash(password)
+            .await
+            .map_err(|e| ServiceError::Internal(e.into()))?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
-        let user = users::get_by_email(&mut tx, &email).await?.ok_or(ServiceError::NotFound("user"))?;
+        let user = users::get_by_email(&mut tx, &email)
+            .await?
+            .ok_or(ServiceError::NotFound("user"))?;
         users::set_password_hash(&mut tx, &user.id, &hash).await?;
         // The audit log is per organization: record the change in each of the user's.
         for membership in users::memberships_of(&mut tx, &user.id).await? {
             let caller = Caller::cli(membership.org.clone());
-            let event = caller.event(now, "user.password_changed", ("user", user.id.as_str()), json!({}));
+            let event = caller.event(
+                now,
+                "user.password_changed",
+                ("user", user.id.as_str()),
+                json!({}),
+            );
             audit::insert(&mut tx, &event).await?;
         }
         keyward_store::commit(tx).await?;
@@ -206,39 +258,74 @@ impl Service {
     }
 
     /// Finds a member of the caller's organization by email.
-    pub async fn find_member_by_email(&self, caller: &Caller, email: &str) -> Result<Member, ServiceError> {
+    pub async fn find_member_by_email(
+        &self,
+        caller: &Caller,
+        email: &str,
+    ) -> Result<Member, ServiceError> {
         let email = clean_email(email)?;
         let mut conn = self.store().read().await?;
         users::member_by_email(&mut conn, &caller.org, &email)
             .await?
-            .ok_or_else(|| ServiceError::invalid("owner", format!("{email} is not a member of this organization")))
+            .ok_or_else(|| {
+                ServiceError::invalid(
+                    "owner",
+                    format!("{email} is not a member of this organization"),
+                )
+            })
     }
 
     pub async fn create_team(&self, caller: &Caller, name: &str) -> Result<Team, ServiceError> {
         caller.require("keys:write")?;
         if caller.team.is_some() {
-            return Err(ServiceError::Forbidden("a team-scoped key cannot create teams".into()));
+            return Err(ServiceError::Forbidden(
+                "a team-scoped key cannot create teams".into(),
+            ));
         }
         let name = clean_name("name", name)?;
         let now = self.now();
-        let team = Team { id: TeamId::generate(), org: caller.org.clone(), name, created_at: now };
+        let team = Team {
+            id: TeamId::generate(),
+            org: caller.org.clone(),
+            name,
+            created_at: now,
+        };
         let mut tx = self.store().begin().await?;
         teams::insert(&mut tx, &team).await?;
-        let event = caller.event(now, "team.created", ("team", team.id.as_str()), json!({"name": team.name}));
+        let event = caller.event(
+            now,
+            "team.created",
+            ("team", team.id.as_str()),
+            json!({"name": team.name}),
+        );
         audit::insert(&mut tx, &event).await?;
         keyward_store::commit(tx).await?;
         Ok(team)
     }
 
     /// Adds a member of the organization to one of its teams.
-    pub async fn add_team_member(&self, caller: &Caller, team: &TeamId, user: &UserId) -> Result<(), ServiceError> {
+    pub async fn add_team_member(
+        &self,
+        caller: &Caller,
+        team: &TeamId,
+        user: &UserId,
+    ) -> Result<(), ServiceError> {
         caller.require("keys:write")?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
-        teams::get(&mut tx, &caller.org, team).await?.ok_or(ServiceError::NotFound("team"))?;
-        users::member(&mut tx, &caller.org, user).await?.ok_or(ServiceError::NotFound("user"))?;
+        teams::get(&mut tx, &caller.org, team)
+            .await?
+            .ok_or(ServiceError::NotFound("team"))?;
+        users::member(&mut tx, &caller.org, user)
+            .await?
+            .ok_or(ServiceError::NotFound("user"))?;
         teams::add_member(&mut tx, &caller.org, team, user, now).await?;
-        let event = caller.event(now, "team.member_added", ("team", team.as_str()), json!({"user_id": user}));
+        let event = caller.event(
+            now,
+            "team.member_added",
+            ("team", team.as_str()),
+            json!({"user_id": user}),
+        );
         audit::insert(&mut tx, &event).await?;
         keyward_store::commit(tx).await?;
         Ok(())

@@ -42,9 +42,16 @@ pub async fn create(
     auth: Auth<KeysWrite>,
     Body(body): Body<CreateAgent>,
 ) -> Result<(StatusCode, Json<AgentCreatedView>), ApiError> {
-    let input = NewAgent { name: body.name, description: body.description, capabilities: body.capabilities };
+    let input = NewAgent {
+        name: body.name,
+        description: body.description,
+        capabilities: body.capabilities,
+    };
     let created = state.service.create_agent(&auth.caller, input).await?;
-    Ok((StatusCode::CREATED, Json(AgentCreatedView::new(&created, state.service.now()))))
+    Ok((
+        StatusCode::CREATED,
+        Json(AgentCreatedView::new(&created, state.service.now())),
+    ))
 }
 
 pub async fn get(
@@ -64,8 +71,15 @@ pub async fn update(
     Body(body): Body<UpdateAgent>,
 ) -> Result<Json<AgentView>, ApiError> {
     let id = path_id(AgentId::parse, &id)?;
-    let changes = AgentChanges { name: body.name, description: body.description, capabilities: body.capabilities };
-    let agent = state.service.update_agent(&auth.caller, &id, changes).await?;
+    let changes = AgentChanges {
+        name: body.name,
+        description: body.description,
+        capabilities: body.capabilities,
+    };
+    let agent = state
+        .service
+        .update_agent(&auth.caller, &id, changes)
+        .await?;
     Ok(Json(AgentView::new(&agent)))
 }
 

@@ -22,7 +22,14 @@ pub struct AuditParams {
 
 fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
-        .map(|v| parse_rfc3339(v).ok_or_else(|| ApiError::invalid(name, format!("{name} must be an RFC 3339 time, like 2026-01-31T12:00:00Z."))))
+        .map(|v| {
+            parse_rfc3339(v).ok_or_else(|| {
+                ApiError::invalid(
+                    name,
+                    format!("{name} must be an RFC 3339 time, like 2026-01-31T12:00:00Z."),
+                )
+            })
+        })
         .transpose()
 }
 
@@ -40,6 +47,9 @@ pub async fn list(
         from: time_param("from", params.from.as_deref())?,
         to: time_param("to", params.to.as_deref())?,
     };
-    let events = state.service.list_audit_events(&auth.caller, query, &page).await?;
+    let events = state
+        .service
+        .list_audit_events(&auth.caller, query, &page)
+        .await?;
     Ok(Json(ListView::new(&events, page.limit, EventView::new)))
 }

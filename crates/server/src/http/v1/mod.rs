@@ -18,8 +18,16 @@ pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/whoami", get(whoami::whoami))
         .route("/agents", get(agents::list).post(agents::create))
-        .route("/agents/{id}", get(agents::get).patch(agents::update).delete(agents::delete))
-        .route("/agents/{id}/keys", get(keys::list_for_agent).post(keys::create))
+        .route(
+            "/agents/{id}",
+            get(agents::get)
+                .patch(agents::update)
+                .delete(agents::delete),
+        )
+        .route(
+            "/agents/{id}/keys",
+            get(keys::list_for_agent).post(keys::create),
+        )
         .route("/keys/{id}", get(keys::get).patch(keys::update))
         .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/keys/{id}/roll", post(keys::roll))
@@ -43,20 +51,27 @@ impl ListParams {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| (1..=100).contains(n))
-                .ok_or_else(|| ApiError::invalid("limit", "limit must be a whole number from 1 to 100."))?,
+                .ok_or_else(|| {
+                    ApiError::invalid("limit", "limit must be a whole number from 1 to 100.")
+                })?,
         };
         let cursor = match &self.cursor {
             None => None,
-            Some(c) => Some(
-                Cursor::decode(c)
-                    .ok_or_else(|| ApiError::invalid("cursor", "The cursor is not one this API returned; start from the first page."))?,
-            ),
+            Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+                ApiError::invalid(
+                    "cursor",
+                    "The cursor is not one this API returned; start from the first page.",
+                )
+            })?),
         };
         Ok(PageRequest { limit, cursor })
     }
 }
 
 /// Parses a path id; one that cannot exist answers 404 like one that does not.
-pub fn path_id<T>(parse: impl FnOnce(&str) -> Result<T, keyward_core::id::InvalidId>, s: &str) -> Result<T, ApiError> {
+pub fn path_id<T>(
+    parse: impl FnOnce(&str) -> Result<T, keyward_core::id::InvalidId>,
+    s: &str,
+) -> Result<T, ApiError> {
     parse(s).map_err(|_| ApiError::not_found())
 }

@@ -21,10 +21,21 @@ pub async fn list(
         None => true,
         Some(c) => (t.created_at, t.id.as_str()) < (c.at, c.id.as_str()),
     };
-    let mut items: Vec<_> = teams.into_iter().filter(after).take(req.limit as usize + 1).collect();
+    let mut items: Vec<_> = teams
+        .into_iter()
+        .filter(after)
+        .take(req.limit as usize + 1)
+        .collect();
     let has_more = items.len() > req.limit as usize;
     items.truncate(req.limit as usize);
-    let next = if has_more { items.last().map(|t| Cursor { at: t.created_at, id: t.id.to_string() }) } else { None };
+    let next = if has_more {
+        items.last().map(|t| Cursor {
+            at: t.created_at,
+            id: t.id.to_string(),
+        })
+    } else {
+        None
+    };
     let page = Page { items, next };
     Ok(Json(ListView::new(&page, req.limit, TeamView::new)))
 }
