@@ -336,3 +336,96 @@ impl WhoamiView {
         }
     }
 }
+
+#[derive(Serialize, Debug)]
+pub struct WebsiteView {
+    pub id: String,
+    pub organization_id: String,
+    pub team_id: Option<String>,
+    pub name: String,
+    pub domain: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl WebsiteView {
+    pub fn new(w: &keyward_store::content::Website) -> Self {
+        Self {
+            id: w.id.to_string(),
+            organization_id: w.org.to_string(),
+            team_id: w.team.as_ref().map(ToString::to_string),
+            name: w.name.clone(),
+            domain: w.domain.clone(),
+            created_at: rfc3339(w.created_at),
+            updated_at: rfc3339(w.updated_at),
+        }
+    }
+}
+
+/// A category or a tag.
+#[derive(Serialize, Debug)]
+pub struct TermView {
+    pub id: String,
+    pub organization_id: String,
+    pub website_id: String,
+    pub name: String,
+    pub slug: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl TermView {
+    pub fn new(t: &keyward_store::content::Term) -> Self {
+        Self {
+            id: t.id.clone(),
+            organization_id: t.org.to_string(),
+            website_id: t.website.to_string(),
+            name: t.name.clone(),
+            slug: t.slug.clone(),
+            created_at: rfc3339(t.created_at),
+            updated_at: rfc3339(t.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct BlogView {
+    pub id: String,
+    pub organization_id: String,
+    pub website_id: String,
+    pub title: String,
+    pub slug: String,
+    pub excerpt: String,
+    pub body: String,
+    pub status: String,
+    pub category_id: Option<String>,
+    pub tag_ids: Vec<String>,
+    pub author: RefView,
+    pub published_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl BlogView {
+    pub fn new(b: &keyward_store::content::Blog) -> Self {
+        Self {
+            id: b.id.to_string(),
+            organization_id: b.org.to_string(),
+            website_id: b.website.to_string(),
+            title: b.title.clone(),
+            slug: b.slug.clone(),
+            excerpt: b.excerpt.clone(),
+            body: b.body.clone(),
+            status: b.status.clone(),
+            category_id: b.category.as_ref().map(ToString::to_string),
+            tag_ids: b.tags.iter().map(ToString::to_string).collect(),
+            author: RefView {
+                kind: b.author.kind.clone(),
+                id: b.author.id.clone(),
+            },
+            published_at: opt_time(b.published_at),
+            created_at: rfc3339(b.created_at),
+            updated_at: rfc3339(b.updated_at),
+        }
+    }
+}

@@ -12,6 +12,7 @@
 pub mod agents;
 pub mod audit;
 mod connect;
+pub mod content;
 mod error;
 pub mod keys;
 mod migrate;

@@ -12,12 +12,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "core",
-    sqlite: include_str!("../migrations/sqlite/0001_core.sql"),
-    postgres: include_str!("../migrations/postgres/0001_core.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core",
+        sqlite: include_str!("../migrations/sqlite/0001_core.sql"),
+        postgres: include_str!("../migrations/postgres/0001_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "content",
+        sqlite: include_str!("../migrations/sqlite/0002_content.sql"),
+        postgres: include_str!("../migrations/postgres/0002_content.sql"),
+    },
+];
 
 /// Arbitrary constant naming keyward's advisory lock on PostgreSQL.
 const PG_MIGRATION_LOCK: i64 = 0x006b_6579_7761_7264;

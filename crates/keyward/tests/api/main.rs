@@ -8,6 +8,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod content;
 mod escalation;
 mod lifecycle;
 mod secrets;

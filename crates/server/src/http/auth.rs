@@ -122,6 +122,10 @@ need! {
     KeysRead => Some("keys:read"),
     KeysWrite => Some("keys:write"),
     AuditRead => Some("audit:read"),
+    ContentRead => Some("content:read"),
+    ContentWrite => Some("content:write"),
+    AccountRead => Some("account:read"),
+    Generate => Some("generate"),
 }
 
 /// An authenticated key holding the capability `N`, and the caller it acts as.

@@ -215,3 +215,42 @@ mod tests {
         );
     }
 }
+
+/// A JSON answer with a strong `ETag`; `If-None-Match` with that tag (or `*`) gets a 304.
+pub fn etagged<T: serde::Serialize>(headers: &HeaderMap, body: &T) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    use sha2::Digest;
+
+    let Ok(bytes) = serde_json::to_vec(body) else {
+        return ApiError::internal().into_response();
+    };
+    let digest = sha2::Sha256::digest(&bytes);
+    let tag = format!("\"{}\"", hex::encode(&digest[..16]));
+    let matches = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|candidate| {
+            candidate == "*"
+                || candidate == tag
+                || candidate.strip_prefix("W/") == Some(tag.as_str())
+        });
+    let etag = HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\""));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [
+            (header::ETAG, etag),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}

@@ -6,8 +6,9 @@
 mod agents;
 mod audit;
 mod auth;
+mod content;
 mod keys;
-mod orgs;
+pub(crate) mod orgs;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use keyward_store::{Scope, Store, StoreError};
 pub use agents::{AgentChanges, CreatedAgent, NewAgent, FIRST_KEY_NAME};
 pub use audit::AuditQuery;
 pub use auth::{AuthFailure, Principal};
+pub use content::{derive_excerpt, BlogInput, TermInput, WebsiteInput};
 pub use keys::{CreatedKey, KeyChanges, NewKey, RolledKey};
 pub use orgs::NewOrg;
 

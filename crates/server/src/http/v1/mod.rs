@@ -2,6 +2,7 @@
 
 mod agents;
 mod audit;
+mod content;
 mod keys;
 mod teams;
 mod whoami;
@@ -33,6 +34,41 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/keys/{id}/roll", post(keys::roll))
         .route("/teams", get(teams::list))
         .route("/audit-events", get(audit::list))
+        .route(
+            "/websites",
+            get(content::list_websites).post(content::create_website),
+        )
+        .route(
+            "/websites/{id}",
+            get(content::get_website).patch(content::update_website),
+        )
+        .route(
+            "/blogs",
+            get(content::list_blogs).post(content::create_blog),
+        )
+        .route(
+            "/blogs/{id}",
+            get(content::get_blog)
+                .patch(content::update_blog)
+                .delete(content::delete_blog),
+        )
+        .route(
+            "/categories",
+            get(content::list_categories).post(content::create_category),
+        )
+        .route(
+            "/categories/{id}",
+            get(content::get_category)
+                .patch(content::update_category)
+                .delete(content::delete_category),
+        )
+        .route("/tags", get(content::list_tags).post(content::create_tag))
+        .route(
+            "/tags/{id}",
+            get(content::get_tag)
+                .patch(content::update_tag)
+                .delete(content::delete_tag),
+        )
         .route_layer(axum::middleware::from_fn_with_state(state, authenticate))
 }
 
