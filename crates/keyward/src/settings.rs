@@ -285,6 +285,7 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
             capabilities,
             trusted_proxies,
             change_watch: Duration::from_millis(change_watch_ms),
+            usage_retention_days,
             clock: keyward_server::Clock::system(),
         },
         config_path: path,

@@ -14,6 +14,8 @@ use crate::{Config, Service};
 
 /// How often key usage gathered in memory is written.
 const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often old per-minute usage rows are pruned.
+const USAGE_PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 pub struct Application {
     listener: TcpListener,
@@ -59,11 +61,19 @@ impl Application {
         let store = self.state.service.store().clone();
         let recorder = self.state.recorder.clone();
         let flusher = recorder.spawn_flusher(store.clone(), USAGE_FLUSH_EVERY);
+        let config = self.state.service.config();
+        let pruner = crate::recorder::spawn_pruner(
+            store.clone(),
+            config.clock.clone(),
+            config.usage_retention_days,
+            USAGE_PRUNE_EVERY,
+        );
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         flusher.abort();
+        pruner.abort();
         recorder.flush(&store).await;
         served.map_err(Into::into)
     }

@@ -19,6 +19,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// How often changes made by other processes are picked up.
     pub change_watch: Duration,
+    /// Days per-minute usage rows are kept (hourly and daily sums stay longer).
+    pub usage_retention_days: u32,
     pub clock: Clock,
 }
 
@@ -33,6 +35,7 @@ impl Default for Config {
             capabilities: CapabilityCatalog::default(),
             trusted_proxies: vec!["127.0.0.1/32".parse().unwrap_or_else(|_| IpNet::default())],
             change_watch: Duration::from_millis(250),
+            usage_retention_days: 90,
             clock: Clock::system(),
         }
     }

@@ -1,58 +1,152 @@
-//! Off-the-hot-path bookkeeping: `last_used_at` is gathered in memory and written in batches,
-//! so a request never waits for a database write.
+//! Off-the-hot-path bookkeeping: usage counts and `last_used_at` are gathered in memory and
+//! written in batches (every second by default), so a request never waits for a database
+//! write. A crash loses at most the counts gathered since the last flush.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keyward_core::{KeyId, OrgId, UnixMillis};
+use keyward_core::{AgentId, KeyId, OrgId, UnixMillis};
+use keyward_store::usage::{self, Counts, Granularity, Increment};
 use keyward_store::{keys, Store};
+
+/// What a request's answer was, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    ClientError,
+    RateLimited,
+    ServerError,
+    /// Anything else (1xx, 3xx such as 304): counted as a request only.
+    Other,
+}
+
+impl Outcome {
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            429 => Outcome::RateLimited,
+            200..=299 => Outcome::Success,
+            400..=499 => Outcome::ClientError,
+            500..=599 => Outcome::ServerError,
+            _ => Outcome::Other,
+        }
+    }
+
+    fn counts(self) -> Counts {
+        let mut c = Counts {
+            requests: 1,
+            ..Counts::default()
+        };
+        match self {
+            Outcome::Success => c.success = 1,
+            Outcome::ClientError => c.client_errors = 1,
+            Outcome::RateLimited => c.rate_limited = 1,
+            Outcome::ServerError => c.server_errors = 1,
+            Outcome::Other => {}
+        }
+        c
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    /// (key, minute) → (organization, agent, counts)
+    usage: HashMap<(KeyId, UnixMillis), (OrgId, AgentId, Counts)>,
+    /// key → (organization, latest use)
+    last_used: HashMap<KeyId, (OrgId, UnixMillis)>,
+}
 
 /// Collects key uses; [`UsageRecorder::flush`] writes them.
 #[derive(Clone, Default)]
 pub struct UsageRecorder {
-    pending: Arc<Mutex<HashMap<KeyId, (OrgId, UnixMillis)>>>,
+    pending: Arc<Mutex<Pending>>,
 }
 
-/// Most keys kept between flushes; beyond it new entries wait for the next flush. The map is
-/// keyed by authenticated keys only, so its size is bounded by real keys, not by attackers.
+/// Most entries held between flushes. Entries are keyed by authenticated keys only, so an
+/// attacker cannot grow this with made-up keys; the cap guards against a stalled database.
 const MAX_PENDING: usize = 1_000_000;
 
 impl UsageRecorder {
-    pub fn record(&self, org: &OrgId, key: &KeyId, at: UnixMillis) {
-        let Ok(mut pending) = self.pending.lock() else {
+    /// Counts one request of an authenticated key that reached the rate limiter.
+    pub fn record(
+        &self,
+        org: &OrgId,
+        agent: &AgentId,
+        key: &KeyId,
+        at: UnixMillis,
+        outcome: Outcome,
+    ) {
+        let Ok(mut p) = self.pending.lock() else {
             return;
         };
-        if let Some(entry) = pending.get_mut(key) {
+        let minute = Granularity::Minute.floor(at);
+        let counts = outcome.counts();
+        if let Some(entry) = p.usage.get_mut(&(key.clone(), minute)) {
+            entry.2.add(&counts);
+        } else if p.usage.len() < MAX_PENDING {
+            p.usage
+                .insert((key.clone(), minute), (org.clone(), agent.clone(), counts));
+        }
+        if let Some(entry) = p.last_used.get_mut(key) {
             entry.1 = entry.1.max(at);
-        } else if pending.len() < MAX_PENDING {
-            pending.insert(key.clone(), (org.clone(), at));
+        } else if p.last_used.len() < MAX_PENDING {
+            p.last_used.insert(key.clone(), (org.clone(), at));
         }
     }
 
-    /// Writes everything gathered so far.
+    /// Writes everything gathered so far in one transaction; on failure keeps it for the
+    /// next attempt.
     pub async fn flush(&self, store: &Store) {
-        let batch: Vec<(OrgId, KeyId, UnixMillis)> = match self.pending.lock() {
-            Ok(mut pending) => pending.drain().map(|(k, (o, at))| (o, k, at)).collect(),
+        let taken = match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
             Err(_) => return,
         };
-        if batch.is_empty() {
+        if taken.usage.is_empty() && taken.last_used.is_empty() {
             return;
         }
+        let increments: Vec<Increment> = taken
+            .usage
+            .iter()
+            .map(|((key, minute), (org, agent, counts))| Increment {
+                org: org.clone(),
+                agent: agent.clone(),
+                key: key.clone(),
+                minute: *minute,
+                counts: *counts,
+            })
+            .collect();
+        let used: Vec<(OrgId, KeyId, UnixMillis)> = taken
+            .last_used
+            .iter()
+            .map(|(k, (o, at))| (o.clone(), k.clone(), *at))
+            .collect();
         let result = async {
             let mut tx = store.begin().await?;
-            keys::touch_last_used(&mut tx, &batch).await?;
+            usage::add(&mut tx, &increments).await?;
+            keys::touch_last_used(&mut tx, &used).await?;
             keyward_store::commit(tx).await
         }
         .await;
         if let Err(e) = result {
-            tracing::warn!(error = %e, keys = batch.len(), "could not record key usage; will retry");
-            if let Ok(mut pending) = self.pending.lock() {
-                for (org, key, at) in batch {
-                    let entry = pending.entry(key).or_insert((org, at));
-                    entry.1 = entry.1.max(at);
-                }
-            }
+            tracing::warn!(error = %e, keys = used.len(), "could not write usage counts; will retry");
+            self.restore(taken);
+        }
+    }
+
+    fn restore(&self, taken: Pending) {
+        let Ok(mut p) = self.pending.lock() else {
+            return;
+        };
+        for (k, (org, agent, counts)) in taken.usage {
+            p.usage
+                .entry(k)
+                .or_insert((org, agent, Counts::default()))
+                .2
+                .add(&counts);
+        }
+        for (k, (org, at)) in taken.last_used {
+            let e = p.last_used.entry(k).or_insert((org, at));
+            e.1 = e.1.max(at);
         }
     }
 
@@ -68,4 +162,40 @@ impl UsageRecorder {
             }
         })
     }
+}
+
+/// How long hourly rows are kept; daily rows are kept for good.
+pub const HOURLY_RETENTION_DAYS: i64 = 400;
+
+/// Prunes per-minute rows older than `retention_days` (their hourly and daily sums stay)
+/// every `every`, until the returned task is aborted.
+pub fn spawn_pruner(
+    store: Store,
+    clock: crate::Clock,
+    retention_days: u32,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = clock.now();
+            let minutes_before = now - i64::from(retention_days) * 86_400_000;
+            let hours_before =
+                now - HOURLY_RETENTION_DAYS.max(i64::from(retention_days)) * 86_400_000;
+            let result = async {
+                let mut tx = store.begin().await?;
+                let n = usage::prune(&mut tx, minutes_before, hours_before).await?;
+                keyward_store::commit(tx).await?;
+                Ok::<_, keyward_store::StoreError>(n)
+            }
+            .await;
+            match result {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned old usage rows"),
+                Err(e) => tracing::warn!(error = %e, "could not prune usage rows"),
+            }
+        }
+    })
 }

@@ -429,3 +429,106 @@ impl BlogView {
         }
     }
 }
+
+#[derive(Serialize, Debug)]
+pub struct UsagePoint {
+    pub t: String,
+    pub requests: i64,
+    pub success: i64,
+    pub client_errors: i64,
+    pub rate_limited: i64,
+}
+
+fn points(series: &[(UnixMillis, keyward_store::usage::Counts)]) -> Vec<UsagePoint> {
+    series
+        .iter()
+        .map(|(t, c)| UsagePoint {
+            t: rfc3339(*t),
+            requests: c.requests,
+            success: c.success,
+            client_errors: c.client_errors,
+            rate_limited: c.rate_limited,
+        })
+        .collect()
+}
+
+#[derive(Serialize, Debug)]
+pub struct KeyUsageView {
+    pub key_id: String,
+    pub data: Vec<UsagePoint>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct UsageView {
+    pub granularity: &'static str,
+    pub from: String,
+    pub to: String,
+    pub data: Vec<UsagePoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<KeyUsageView>>,
+}
+
+impl UsageView {
+    pub fn new(s: &crate::service::UsageSeries) -> Self {
+        use keyward_store::usage::Granularity;
+        Self {
+            granularity: match s.granularity {
+                Granularity::Minute => "minute",
+                Granularity::Hour => "hour",
+                Granularity::Day => "day",
+            },
+            from: rfc3339(s.from),
+            to: rfc3339(s.to),
+            data: points(&s.total),
+            keys: s.keys.as_ref().map(|ks| {
+                ks.iter()
+                    .map(|(k, series)| KeyUsageView {
+                        key_id: k.to_string(),
+                        data: points(series),
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+pub struct AccountPlanView {
+    pub name: String,
+    pub api_access: bool,
+    pub rate_limit: RateLimit,
+    pub max_keys: Option<u64>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct AccountUsageView {
+    pub period_start: String,
+    pub requests_this_month: i64,
+    pub active_keys: i64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct AccountView {
+    pub organization: OrgView,
+    pub plan: AccountPlanView,
+    pub usage: AccountUsageView,
+}
+
+impl AccountView {
+    pub fn new(a: &crate::service::Account) -> Self {
+        Self {
+            organization: OrgView::new(&a.org),
+            plan: AccountPlanView {
+                name: a.plan.name.clone(),
+                api_access: a.plan.api_access,
+                rate_limit: a.plan.rate_limit,
+                max_keys: a.plan.max_keys,
+            },
+            usage: AccountUsageView {
+                period_start: rfc3339(a.month_start),
+                requests_this_month: a.requests_this_month,
+                active_keys: a.counted_keys,
+            },
+        }
+    }
+}

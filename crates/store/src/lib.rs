@@ -19,6 +19,7 @@ mod migrate;
 pub mod orgs;
 pub mod page;
 pub mod teams;
+pub mod usage;
 pub mod users;
 
 pub use connect::{commit, redact_url, Backend, Store, Tx};

@@ -25,6 +25,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_content.sql"),
         postgres: include_str!("../migrations/postgres/0002_content.sql"),
     },
+    Migration {
+        version: 3,
+        name: "usage",
+        sqlite: include_str!("../migrations/sqlite/0003_usage.sql"),
+        postgres: include_str!("../migrations/postgres/0003_usage.sql"),
+    },
 ];
 
 /// Arbitrary constant naming keyward's advisory lock on PostgreSQL.

@@ -13,3 +13,4 @@ mod escalation;
 mod lifecycle;
 mod secrets;
 mod storage;
+mod usage;

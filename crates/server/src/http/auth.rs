@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::extract::ClientInfo;
 use super::AppState;
+use crate::recorder::Outcome;
 use crate::service::Principal;
 use crate::Caller;
 
@@ -95,11 +96,18 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Ok(Err(failure)) => return ApiError::auth(failure).into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     };
+    let (org, agent, key) = (
+        principal.key.org.clone(),
+        principal.key.agent.clone(),
+        principal.key.id.clone(),
+    );
+    req.extensions_mut().insert(principal);
+    let response = next.run(req).await;
+    let outcome = Outcome::of_status(response.status().as_u16());
     state
         .recorder
-        .record(principal.org(), &principal.key.id, state.service.now());
-    req.extensions_mut().insert(principal);
-    next.run(req).await
+        .record(&org, &agent, &key, state.service.now(), outcome);
+    response
 }
 
 /// A capability a handler needs; `None` for endpoints any valid key may call.

@@ -9,6 +9,7 @@ mod auth;
 mod content;
 mod keys;
 pub(crate) mod orgs;
+mod usage;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub use auth::{AuthFailure, Principal};
 pub use content::{derive_excerpt, BlogInput, TermInput, WebsiteInput};
 pub use keys::{CreatedKey, KeyChanges, NewKey, RolledKey};
 pub use orgs::NewOrg;
+pub use usage::{month_start, Account, UsageQuery, UsageSeries};
 
 use crate::Config;
 

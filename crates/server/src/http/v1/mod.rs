@@ -1,5 +1,6 @@
 //! The `/v1` API.
 
+mod account;
 mod agents;
 mod audit;
 mod content;
@@ -34,6 +35,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/keys/{id}/roll", post(keys::roll))
         .route("/teams", get(teams::list))
         .route("/audit-events", get(audit::list))
+        .route("/account", get(account::account))
+        .route("/usage", get(account::usage))
         .route(
             "/websites",
             get(content::list_websites).post(content::create_website),

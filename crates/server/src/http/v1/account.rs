@@ -1,0 +1,93 @@
+//! The account and its usage figures.
+
+use axum::extract::State;
+use axum::Json;
+use keyward_core::{AgentId, KeyId};
+use keyward_store::usage::Granularity;
+use serde::Deserialize;
+
+use crate::http::auth::{AccountRead, Auth};
+use crate::http::extract::Query;
+use crate::http::{ApiError, AppState};
+use crate::service::UsageQuery;
+use crate::views::{parse_rfc3339, AccountView, UsageView};
+
+#[derive(Deserialize)]
+pub struct UsageParams {
+    key_id: Option<String>,
+    agent_id: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    granularity: Option<String>,
+    /// `key`: one series per key of the agent as well.
+    group_by: Option<String>,
+}
+
+fn time(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    v.map(|v| {
+        parse_rfc3339(v).ok_or_else(|| {
+            ApiError::invalid(
+                name,
+                format!("{name} must be an RFC 3339 time, like 2026-01-31T12:00:00Z."),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// `GET /v1/usage`: requests, successes, client errors and rate-limited requests over time.
+pub async fn usage(
+    State(state): State<AppState>,
+    auth: Auth<AccountRead>,
+    Query(p): Query<UsageParams>,
+) -> Result<Json<UsageView>, ApiError> {
+    let granularity = match p.granularity.as_deref() {
+        None | Some("hour") => Granularity::Hour,
+        Some("minute") => Granularity::Minute,
+        Some("day") => Granularity::Day,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "granularity",
+                "granularity must be minute, hour or day.",
+            ))
+        }
+    };
+    let per_key = match p.group_by.as_deref() {
+        None => false,
+        Some("key") => true,
+        Some(_) => return Err(ApiError::invalid("group_by", "group_by can only be key.")),
+    };
+    let query = UsageQuery {
+        key: p
+            .key_id
+            .as_deref()
+            .map(|k| KeyId::parse(k).map_err(|_| ApiError::not_found()))
+            .transpose()?,
+        agent: p
+            .agent_id
+            .as_deref()
+            .map(|a| AgentId::parse(a).map_err(|_| ApiError::not_found()))
+            .transpose()?,
+        from: time("from", p.from.as_deref())?,
+        to: time("to", p.to.as_deref())?,
+        granularity,
+        per_key,
+    };
+    if per_key && query.agent.is_none() {
+        return Err(ApiError::invalid(
+            "group_by",
+            "group_by=key needs agent_id.",
+        ));
+    }
+    let series = state.service.usage(&auth.caller, query).await?;
+    Ok(Json(UsageView::new(&series)))
+}
+
+/// `GET /v1/account`: the organization, its plan and limits, and this month's requests.
+pub async fn account(
+    State(state): State<AppState>,
+    auth: Auth<AccountRead>,
+) -> Result<Json<AccountView>, ApiError> {
+    let account = state.service.account(&auth.caller).await?;
+    Ok(Json(AccountView::new(&account)))
+}

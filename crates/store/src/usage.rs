@@ -1,0 +1,189 @@
+//! Usage counters per key, at minute, hour and day granularity.
+
+use keyward_core::{AgentId, KeyId, OrgId, UnixMillis};
+use sqlx::Row;
+
+use crate::{Conn, StoreError};
+
+/// Bucket sizes, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granularity {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Granularity {
+    pub fn millis(self) -> i64 {
+        match self {
+            Granularity::Minute => 60_000,
+            Granularity::Hour => 3_600_000,
+            Granularity::Day => 86_400_000,
+        }
+    }
+
+    fn table(self) -> &'static str {
+        match self {
+            Granularity::Minute => "usage_minute",
+            Granularity::Hour => "usage_hour",
+            Granularity::Day => "usage_day",
+        }
+    }
+
+    /// The start of the bucket holding `at`.
+    pub fn floor(self, at: UnixMillis) -> UnixMillis {
+        at.div_euclid(self.millis()) * self.millis()
+    }
+
+    pub const ALL: [Granularity; 3] = [Granularity::Minute, Granularity::Hour, Granularity::Day];
+}
+
+/// Counts of one key in one bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: i64,
+    pub success: i64,
+    pub client_errors: i64,
+    pub rate_limited: i64,
+    pub server_errors: i64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.requests += other.requests;
+        self.success += other.success;
+        self.client_errors += other.client_errors;
+        self.rate_limited += other.rate_limited;
+        self.server_errors += other.server_errors;
+    }
+}
+
+/// One pending increment: a key's counts in the minute starting at `minute`.
+#[derive(Clone, Debug)]
+pub struct Increment {
+    pub org: OrgId,
+    pub agent: AgentId,
+    pub key: KeyId,
+    pub minute: UnixMillis,
+    pub counts: Counts,
+}
+
+/// Adds a batch of increments to every granularity. Adding (not overwriting) keeps counts
+/// from several nodes correct.
+pub async fn add(conn: &mut Conn, batch: &[Increment]) -> Result<(), StoreError> {
+    for inc in batch {
+        for g in Granularity::ALL {
+            sqlx::query(&format!(
+                "INSERT INTO {t} (organization_id, agent_id, key_id, bucket, requests, success, client_errors, rate_limited, server_errors)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (key_id, bucket) DO UPDATE SET
+                    requests = {t}.requests + excluded.requests,
+                    success = {t}.success + excluded.success,
+                    client_errors = {t}.client_errors + excluded.client_errors,
+                    rate_limited = {t}.rate_limited + excluded.rate_limited,
+                    server_errors = {t}.server_errors + excluded.server_errors",
+                t = g.table()
+            ))
+            .bind(inc.org.as_str())
+            .bind(inc.agent.as_str())
+            .bind(inc.key.as_str())
+            .bind(g.floor(inc.minute))
+            .bind(inc.counts.requests)
+            .bind(inc.counts.success)
+            .bind(inc.counts.client_errors)
+            .bind(inc.counts.rate_limited)
+            .bind(inc.counts.server_errors)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// What a series covers: all keys of an agent, or some keys.
+#[derive(Clone, Debug)]
+pub enum Subject<'a> {
+    Agent(&'a AgentId),
+    Keys(&'a [KeyId]),
+}
+
+/// Per-bucket, per-key rows of `org` in `[from, to)`, ordered by bucket.
+pub async fn series(
+    conn: &mut Conn,
+    org: &OrgId,
+    subject: Subject<'_>,
+    g: Granularity,
+    from: UnixMillis,
+    to: UnixMillis,
+) -> Result<Vec<(KeyId, UnixMillis, Counts)>, StoreError> {
+    let (filter, ids): (String, Vec<&str>) = match subject {
+        Subject::Agent(a) => ("agent_id = $4".to_string(), vec![a.as_str()]),
+        Subject::Keys(keys) if keys.is_empty() => return Ok(Vec::new()),
+        Subject::Keys(keys) => {
+            let list: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 4)).collect();
+            (
+                format!("key_id IN ({})", list.join(", ")),
+                keys.iter().map(|k| k.as_str()).collect(),
+            )
+        }
+    };
+    let sql = format!(
+        "SELECT key_id, bucket, requests, success, client_errors, rate_limited, server_errors FROM {}
+         WHERE organization_id = $1 AND bucket >= $2 AND bucket < $3 AND {filter}
+         ORDER BY bucket, key_id",
+        g.table()
+    );
+    let mut q = sqlx::query(&sql).bind(org.as_str()).bind(from).bind(to);
+    for id in ids {
+        q = q.bind(id);
+    }
+    let rows = q.fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                KeyId::from_stored(r.try_get("key_id")?),
+                r.try_get("bucket")?,
+                Counts {
+                    requests: r.try_get("requests")?,
+                    success: r.try_get("success")?,
+                    client_errors: r.try_get("client_errors")?,
+                    rate_limited: r.try_get("rate_limited")?,
+                    server_errors: r.try_get("server_errors")?,
+                },
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// All requests of `org` since `from` (from the daily rows).
+pub async fn org_requests_since(
+    conn: &mut Conn,
+    org: &OrgId,
+    from: UnixMillis,
+) -> Result<i64, StoreError> {
+    let n: Option<i64> = sqlx::query_scalar("SELECT CAST(SUM(requests) AS BIGINT) FROM usage_day WHERE organization_id = $1 AND bucket >= $2")
+        .bind(org.as_str())
+        .bind(Granularity::Day.floor(from))
+        .fetch_one(conn)
+        .await?;
+    Ok(n.unwrap_or(0))
+}
+
+/// Deletes per-minute rows older than `before` (their hours and days stay) and hourly rows
+/// older than `hours_before`. Returns how many rows went.
+pub async fn prune(
+    conn: &mut Conn,
+    before: UnixMillis,
+    hours_before: UnixMillis,
+) -> Result<u64, StoreError> {
+    let minutes = sqlx::query("DELETE FROM usage_minute WHERE bucket < $1")
+        .bind(before)
+        .execute(&mut *conn)
+        .await?;
+    let hours = sqlx::query("DELETE FROM usage_hour WHERE bucket < $1")
+        .bind(hours_before)
+        .execute(conn)
+        .await?;
+    Ok(minutes.rows_affected() + hours.rows_affected())
+}
