@@ -34,6 +34,7 @@ impl Application {
             state: AppState {
                 service,
                 recorder: UsageRecorder::default(),
+                metrics: crate::metrics::Metrics::default(),
             },
         })
     }

@@ -476,3 +476,47 @@ async fn health_and_readiness() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["checks"]["storage"], "ok");
 }
+
+#[tokio::test]
+async fn metrics_count_by_matched_route_never_raw_paths() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme", "pro", ALL).await;
+    app.get("/v1/whoami", &t.key).await.expect(200, "");
+    app.get(&format!("/v1/keys/{}", t.key_id), &t.key)
+        .await
+        .expect(200, "");
+    app.get("/v1/whoami", "kw_nope")
+        .await
+        .expect(401, "malformed_api_key");
+    app.get("/some/random/path/123", &t.key)
+        .await
+        .expect(404, "not_found");
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(
+            "keyward_http_requests_total{method=\"GET\",route=\"/v1/whoami\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("route=\"/v1/keys/{id}\""), "{text}");
+    assert!(
+        text.contains("route=\"unmatched\",status=\"404\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("/some/random"),
+        "raw paths never become labels"
+    );
+    assert!(!text.contains(t.key_id.as_str()));
+    assert!(
+        text.contains("keyward_auth_failures_total{code=\"malformed_api_key\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("keyward_http_request_duration_seconds_bucket"));
+}

@@ -22,12 +22,17 @@ use crate::Caller;
 /// Query parameter names that carry a key in the URL, where it would end up in logs.
 const KEY_QUERY_PARAMS: &[&str] = &["api_key", "apikey", "key", "access_token"];
 
-pub async fn reject_keys_in_query(req: Request, next: Next) -> Response {
+pub async fn reject_keys_in_query(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let in_query = req.uri().query().is_some_and(|q| {
         form_urlencoded::parse(q.as_bytes())
             .any(|(name, _)| KEY_QUERY_PARAMS.contains(&name.as_ref()))
     });
     if in_query {
+        state.metrics.auth_failure("key_in_query");
         return ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "key_in_query",
@@ -89,11 +94,18 @@ pub fn credential(headers: &HeaderMap) -> Result<String, ApiError> {
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let token = match credential(req.headers()) {
         Ok(token) => token,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            state.metrics.auth_failure(e.code);
+            return e.into_response();
+        }
     };
     let principal = match state.service.authenticate(&token).await {
         Ok(Ok(principal)) => principal,
-        Ok(Err(failure)) => return ApiError::auth(failure).into_response(),
+        Ok(Err(failure)) => {
+            let e = ApiError::auth(failure);
+            state.metrics.auth_failure(e.code);
+            return e.into_response();
+        }
         Err(e) => return ApiError::from(e).into_response(),
     };
     let (org, agent, key) = (

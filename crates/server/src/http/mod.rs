@@ -14,6 +14,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::metrics::Metrics;
 use crate::recorder::UsageRecorder;
 use crate::Service;
 pub use error::ApiError;
@@ -23,6 +24,7 @@ pub use error::ApiError;
 pub struct AppState {
     pub service: Service,
     pub recorder: UsageRecorder,
+    pub metrics: Metrics,
 }
 
 /// The whole application router.
@@ -34,15 +36,20 @@ pub struct AppState {
 /// 3. `SetSensitiveRequestHeaders` marks credentials before anything can log headers;
 /// 4. `TraceLayer` logs method, matched route and status — never the query string, which
 ///    may carry a key that `reject_keys_in_query` is about to refuse;
-/// 5. `/v1` alone refuses keys in the query, then each key route authenticates.
+/// 5. `observe` records each answer in the metrics under its matched route (it runs inside
+///    the router, where the matched route is known);
+/// 6. `/v1` alone refuses keys in the query, then each key route authenticates.
 pub fn router(state: AppState) -> Router {
-    let api =
-        v1::router(state.clone()).layer(axum::middleware::from_fn(auth::reject_keys_in_query));
+    let api = v1::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::reject_keys_in_query,
+    ));
     Router::new()
         .nest("/v1", api)
         .merge(ops::router())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { request_id::method_not_allowed() })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
@@ -62,4 +69,27 @@ pub fn router(state: AppState) -> Router {
         ]))
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(request_id::layer))
+}
+
+/// Records the answer's status and latency under the matched route.
+async fn observe(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let response = next.run(req).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    state.metrics.observe_request(
+        method.as_str(),
+        route,
+        response.status().as_u16(),
+        start.elapsed(),
+    );
+    response
 }

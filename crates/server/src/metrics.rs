@@ -1,0 +1,179 @@
+//! Prometheus metrics, kept in memory with bounded labels: routes are matched route
+//! templates (or `unmatched`), never raw paths, so a client cannot grow the label set.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(&'static str, String, u16), u64>,
+    latency: BTreeMap<(&'static str, String), Histogram>,
+    auth_failures: BTreeMap<&'static str, u64>,
+    rate_limited: u64,
+}
+
+/// The application's metrics. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// Known methods keep their name; anything else is `other`.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PATCH" => "PATCH",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Records one answered request. `route` is the matched route template or `unmatched`.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let Ok(mut m) = self.inner.lock() else { return };
+        let method = method_label(method);
+        *m.requests
+            .entry((method, route.to_string(), status))
+            .or_default() += 1;
+        let h = m.latency.entry((method, route.to_string())).or_default();
+        let secs = elapsed.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    /// Records a refused credential by its §3 code.
+    pub fn auth_failure(&self, code: &'static str) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.auth_failures.entry(code).or_default() += 1;
+        }
+    }
+
+    pub fn rate_limited(&self) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.rate_limited += 1;
+        }
+    }
+
+    /// The Prometheus text exposition, with `extra` gauges appended as `(name, help, [(labels, value)])`.
+    pub fn render(&self, extra: &[(&str, &str, Vec<(String, f64)>)]) -> String {
+        let Ok(m) = self.inner.lock() else {
+            return String::new();
+        };
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP keyward_http_requests_total HTTP requests answered, by method, matched route and status.");
+        let _ = writeln!(out, "# TYPE keyward_http_requests_total counter");
+        for ((method, route, status), n) in &m.requests {
+            let _ = writeln!(out, "keyward_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}", escape(route));
+        }
+        let _ = writeln!(out, "# HELP keyward_http_request_duration_seconds Time to answer HTTP requests, by method and matched route.");
+        let _ = writeln!(
+            out,
+            "# TYPE keyward_http_request_duration_seconds histogram"
+        );
+        for ((method, route), h) in &m.latency {
+            let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "keyward_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "keyward_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "keyward_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "keyward_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+        let _ = writeln!(out, "# HELP keyward_auth_failures_total Requests refused while authenticating, by error code.");
+        let _ = writeln!(out, "# TYPE keyward_auth_failures_total counter");
+        for (code, n) in &m.auth_failures {
+            let _ = writeln!(out, "keyward_auth_failures_total{{code=\"{code}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP keyward_rate_limited_total Requests refused by the rate limiter."
+        );
+        let _ = writeln!(out, "# TYPE keyward_rate_limited_total counter");
+        let _ = writeln!(out, "keyward_rate_limited_total {}", m.rate_limited);
+        for (name, help, samples) in extra {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (labels, value) in samples {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {value}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_bounded_labels() {
+        let m = Metrics::default();
+        m.observe_request("GET", "/v1/whoami", 200, Duration::from_millis(2));
+        m.observe_request("BREW", "unmatched", 404, Duration::from_millis(1));
+        m.auth_failure("invalid_api_key");
+        m.rate_limited();
+        let text = m.render(&[(
+            "keyward_generation_jobs",
+            "Jobs by state.",
+            vec![("state=\"queued\"".into(), 2.0)],
+        )]);
+        assert!(text.contains(
+            "keyward_http_requests_total{method=\"GET\",route=\"/v1/whoami\",status=\"200\"} 1"
+        ));
+        assert!(text.contains("method=\"other\",route=\"unmatched\",status=\"404\""));
+        assert!(text.contains("keyward_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/whoami\",le=\"0.0025\"} 1"));
+        assert!(text.contains("keyward_auth_failures_total{code=\"invalid_api_key\"} 1"));
+        assert!(text.contains("keyward_rate_limited_total 1"));
+        assert!(text.contains("keyward_generation_jobs{state=\"queued\"} 2"));
+    }
+}
