@@ -35,6 +35,7 @@ impl Application {
                 service,
                 recorder: UsageRecorder::default(),
                 metrics: crate::metrics::Metrics::default(),
+                jobs_waiting: Arc::new(tokio::sync::Notify::new()),
             },
         })
     }

@@ -532,3 +532,44 @@ impl AccountView {
         }
     }
 }
+
+#[derive(Serialize, Debug)]
+pub struct GenerationView {
+    pub id: String,
+    pub organization_id: String,
+    pub website_id: String,
+    pub status: String,
+    pub topic: String,
+    pub keywords: Vec<String>,
+    pub tone: Option<String>,
+    pub length: String,
+    pub error: Option<String>,
+    pub blog_id: Option<String>,
+    pub blog: Option<BlogView>,
+    pub attempts: i64,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+impl GenerationView {
+    pub fn new(j: &keyward_store::jobs::Job, blog: Option<&keyward_store::content::Blog>) -> Self {
+        Self {
+            id: j.id.to_string(),
+            organization_id: j.org.to_string(),
+            website_id: j.website.to_string(),
+            status: j.status.clone(),
+            topic: j.topic.clone(),
+            keywords: j.keywords.clone(),
+            tone: j.tone.clone(),
+            length: j.length.clone(),
+            error: j.error.clone(),
+            blog_id: j.blog.as_ref().map(ToString::to_string),
+            blog: blog.map(BlogView::new),
+            attempts: j.attempts,
+            created_at: rfc3339(j.created_at),
+            started_at: opt_time(j.started_at),
+            finished_at: opt_time(j.finished_at),
+        }
+    }
+}

@@ -552,3 +552,21 @@ pub async fn list_blogs(
         id: b.id.to_string(),
     }))
 }
+
+/// Whether a website already has a blog with this slug.
+pub async fn blog_slug_exists(
+    conn: &mut Conn,
+    org: &OrgId,
+    website: &WebsiteId,
+    slug: &str,
+) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM blogs WHERE organization_id = $1 AND website_id = $2 AND slug = $3",
+    )
+    .bind(org.as_str())
+    .bind(website.as_str())
+    .bind(slug)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
+}

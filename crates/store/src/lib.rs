@@ -14,6 +14,7 @@ pub mod audit;
 mod connect;
 pub mod content;
 mod error;
+pub mod jobs;
 pub mod keys;
 mod migrate;
 pub mod orgs;

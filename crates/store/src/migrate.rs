@@ -31,6 +31,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_usage.sql"),
         postgres: include_str!("../migrations/postgres/0003_usage.sql"),
     },
+    Migration {
+        version: 4,
+        name: "generation",
+        sqlite: include_str!("../migrations/sqlite/0004_generation.sql"),
+        postgres: include_str!("../migrations/postgres/0004_generation.sql"),
+    },
 ];
 
 /// Arbitrary constant naming keyward's advisory lock on PostgreSQL.

@@ -25,6 +25,8 @@ pub struct AppState {
     pub service: Service,
     pub recorder: UsageRecorder,
     pub metrics: Metrics,
+    /// Wakes the generation worker when a job is queued.
+    pub jobs_waiting: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// The whole application router.

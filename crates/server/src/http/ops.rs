@@ -34,7 +34,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&[]);
+    // Job counts come from storage, so every node reports the same queue.
+    let jobs = match state.service.store().read().await {
+        Ok(mut conn) => keyward_store::jobs::count_by_status(&mut conn)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let mut samples: Vec<(String, f64)> = Vec::new();
+    for s in ["queued", "running", "succeeded", "failed"] {
+        let n = jobs
+            .iter()
+            .find(|(status, _)| status == s)
+            .map_or(0, |(_, n)| *n);
+        samples.push((format!("state=\"{s}\""), n as f64));
+    }
+    let body = state.metrics.render(&[(
+        "keyward_generation_jobs",
+        "Content generation jobs by state.",
+        samples,
+    )]);
     (
         [(
             axum::http::header::CONTENT_TYPE,

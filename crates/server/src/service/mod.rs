@@ -7,6 +7,7 @@ mod agents;
 mod audit;
 mod auth;
 mod content;
+mod generation;
 mod keys;
 pub(crate) mod orgs;
 mod usage;
@@ -24,6 +25,7 @@ pub use agents::{AgentChanges, CreatedAgent, NewAgent, FIRST_KEY_NAME};
 pub use audit::AuditQuery;
 pub use auth::{AuthFailure, Principal};
 pub use content::{derive_excerpt, BlogInput, TermInput, WebsiteInput};
+pub use generation::NewGeneration;
 pub use keys::{CreatedKey, KeyChanges, NewKey, RolledKey};
 pub use orgs::NewOrg;
 pub use usage::{month_start, Account, UsageQuery, UsageSeries};
@@ -82,6 +84,30 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A caller acting for the actor that queued background work (e.g. a generation job),
+    /// inside its organization.
+    pub fn on_behalf_of(org: OrgId, actor: &ActorRef) -> Self {
+        let actor = match actor.kind.as_str() {
+            "key" => Actor::Key {
+                id: KeyId::from_stored(actor.id.clone()),
+                capabilities: CapabilitySet::default(),
+                owner: None,
+            },
+            "user" => Actor::User {
+                id: UserId::from_stored(actor.id.clone()),
+                role: Role::Member,
+            },
+            _ => Actor::Cli,
+        };
+        Self {
+            org,
+            team: None,
+            actor,
+            ip: None,
+            user_agent: Some("keyward-worker".into()),
+        }
+    }
+
     pub fn cli(org: OrgId) -> Self {
         Self {
             org,

@@ -4,6 +4,7 @@ mod account;
 mod agents;
 mod audit;
 mod content;
+mod generations;
 mod keys;
 mod teams;
 mod whoami;
@@ -37,6 +38,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/audit-events", get(audit::list))
         .route("/account", get(account::account))
         .route("/usage", get(account::usage))
+        .route("/generations", post(generations::create))
+        .route("/generations/{id}", get(generations::get))
         .route(
             "/websites",
             get(content::list_websites).post(content::create_website),
