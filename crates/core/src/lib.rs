@@ -12,6 +12,7 @@ pub mod duration;
 pub mod id;
 pub mod key;
 pub mod plan;
+pub mod ratelimit;
 pub mod role;
 pub mod status;
 

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod limiter;
 pub mod metrics;
 pub mod password;
 pub mod recorder;
