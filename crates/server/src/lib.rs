@@ -7,6 +7,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod generator;
 pub mod http;
 pub mod limiter;
 pub mod metrics;
