@@ -286,10 +286,38 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
             trusted_proxies,
             change_watch: Duration::from_millis(change_watch_ms),
             usage_retention_days,
+            generator: generator_config(file.generator.as_ref()),
+            worker: Default::default(),
             clock: keyward_server::Clock::system(),
         },
         config_path: path,
     })
+}
+
+/// The `[generator]` table over the built-in defaults.
+fn generator_config(g: Option<&GeneratorSettings>) -> keyward_server::generator::GeneratorConfig {
+    use keyward_server::generator::{GeneratorConfig, Kind};
+    let mut config = GeneratorConfig::default();
+    let Some(g) = g else { return config };
+    if let Some(kind) = g.kind {
+        config.kind = match kind {
+            GeneratorKind::Offline => Kind::Offline,
+            GeneratorKind::Openai => Kind::OpenAi,
+        };
+    }
+    if let Some(url) = &g.base_url {
+        config.base_url = url.clone();
+    }
+    if let Some(model) = &g.model {
+        config.model = model.clone();
+    }
+    if let Some(env) = &g.api_key_env {
+        config.api_key_env = Some(env.clone());
+    }
+    if let Some(secs) = g.timeout_seconds {
+        config.timeout = Duration::from_secs(secs);
+    }
+    config
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {

@@ -14,6 +14,8 @@ use crate::{Config, Service};
 
 /// How often key usage gathered in memory is written.
 const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often idle keys are dropped from the rate limiter.
+const LIMITER_SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// How often old per-minute usage rows are pruned.
 const USAGE_PRUNE_EVERY: Duration = Duration::from_secs(600);
 
@@ -36,6 +38,7 @@ impl Application {
                 recorder: UsageRecorder::default(),
                 metrics: crate::metrics::Metrics::default(),
                 jobs_waiting: Arc::new(tokio::sync::Notify::new()),
+                limiter: Arc::new(crate::limiter::LocalLimiter::default()),
             },
         })
     }
@@ -70,12 +73,27 @@ impl Application {
             config.usage_retention_days,
             USAGE_PRUNE_EVERY,
         );
+        let sweeper = self
+            .state
+            .limiter
+            .spawn_sweeper(config.clock.clone(), LIMITER_SWEEP_EVERY);
+        let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+        let worker = crate::worker::Worker::new(
+            self.state.service.clone(),
+            crate::generator::build(&config.generator),
+            config.worker,
+            self.state.jobs_waiting.clone(),
+        )
+        .spawn(worker_stopped);
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         flusher.abort();
         pruner.abort();
+        sweeper.abort();
+        let _ = stop_worker.send(true);
+        let _ = worker.await;
         recorder.flush(&store).await;
         served.map_err(Into::into)
     }

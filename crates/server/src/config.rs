@@ -21,6 +21,10 @@ pub struct Config {
     pub change_watch: Duration,
     /// Days per-minute usage rows are kept (hourly and daily sums stay longer).
     pub usage_retention_days: u32,
+    /// Which content generator jobs run with.
+    pub generator: crate::generator::GeneratorConfig,
+    /// How the generation worker paces itself (leases, polling).
+    pub worker: crate::worker::WorkerTiming,
     pub clock: Clock,
 }
 
@@ -36,6 +40,8 @@ impl Default for Config {
             trusted_proxies: vec!["127.0.0.1/32".parse().unwrap_or_else(|_| IpNet::default())],
             change_watch: Duration::from_millis(250),
             usage_retention_days: 90,
+            generator: crate::generator::GeneratorConfig::default(),
+            worker: crate::worker::WorkerTiming::default(),
             clock: Clock::system(),
         }
     }

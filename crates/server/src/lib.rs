@@ -15,6 +15,7 @@ pub mod password;
 pub mod recorder;
 pub mod service;
 pub mod views;
+pub mod worker;
 
 pub use app::Application;
 pub use clock::Clock;

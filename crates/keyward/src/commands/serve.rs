@@ -30,6 +30,9 @@ pub async fn run(settings: Settings, load_demo: bool) -> CliResult {
         usage_retention_days = settings.usage_retention_days,
         "usage retention"
     );
+    // Refuse a generator configuration that cannot work before anything starts.
+    keyward_server::generator::try_build(&settings.app.generator)
+        .map_err(|e| CliError::failure(format!("[generator]: {e}")))?;
     let service = open(&settings).await?;
     tracing::info!(database = %keyward_store::redact_url(&settings.database_url), "storage ready");
 

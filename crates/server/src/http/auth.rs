@@ -8,13 +8,16 @@ use std::marker::PhantomData;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use keyward_core::ratelimit::Decision;
+use keyward_core::{RateLimit, UnixMillis};
 
 use super::error::ApiError;
 use super::extract::ClientInfo;
 use super::AppState;
+use crate::limiter::RateLimiter;
 use crate::recorder::Outcome;
 use crate::service::Principal;
 use crate::Caller;
@@ -113,13 +116,62 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         principal.key.agent.clone(),
         principal.key.id.clone(),
     );
-    req.extensions_mut().insert(principal);
-    let response = next.run(req).await;
+    let limit = principal
+        .key
+        .rate_limit
+        .unwrap_or(principal.plan.rate_limit);
+    let now = state.service.now();
+    let decision = match state.limiter.check(&key, limit, now).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "rate limiter unavailable");
+            return ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The rate limiter is unavailable; try again shortly.",
+            )
+            .into_response();
+        }
+    };
+    let mut response = if decision.allowed {
+        req.extensions_mut().insert(principal);
+        next.run(req).await
+    } else {
+        state.metrics.rate_limited();
+        let retry_after = decision.retry_after_secs.unwrap_or(1).max(1);
+        ApiError::rate_limited(limit.limit, limit.window_seconds, retry_after).into_response()
+    };
+    rate_limit_headers(response.headers_mut(), &decision, limit, now);
     let outcome = Outcome::of_status(response.status().as_u16());
     state
         .recorder
         .record(&org, &agent, &key, state.service.now(), outcome);
     response
+}
+
+/// The rate-limit headers of SPEC §4, on every response that reached the limiter.
+pub fn rate_limit_headers(
+    headers: &mut HeaderMap,
+    d: &Decision,
+    limit: RateLimit,
+    now: UnixMillis,
+) {
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("x-ratelimit-limit", d.limit.to_string());
+    set("x-ratelimit-remaining", d.remaining.to_string());
+    set("x-ratelimit-reset", d.reset_at.to_string());
+    set(
+        "ratelimit-policy",
+        format!("\"default\";q={};w={}", limit.limit, limit.window_seconds),
+    );
+    set(
+        "ratelimit",
+        format!("\"default\";r={};t={}", d.remaining, d.reset_in_secs(now)),
+    );
 }
 
 /// A capability a handler needs; `None` for endpoints any valid key may call.

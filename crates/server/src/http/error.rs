@@ -131,6 +131,19 @@ impl ApiError {
         }
     }
 
+    pub fn rate_limited(limit: u64, window_seconds: u64, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "Rate limit exceeded: this key may make {limit} requests per {window_seconds} seconds. Retry in {retry_after} seconds."
+                ),
+            )
+        }
+    }
+
     /// The JSON body for this error with `request_id`.
     pub fn body(&self, request_id: &str) -> Vec<u8> {
         serde_json::to_vec(&Body {

@@ -25,6 +25,7 @@ pub struct AppState {
     pub service: Service,
     pub recorder: UsageRecorder,
     pub metrics: Metrics,
+    pub limiter: std::sync::Arc<crate::limiter::LocalLimiter>,
     /// Wakes the generation worker when a job is queued.
     pub jobs_waiting: std::sync::Arc<tokio::sync::Notify>,
 }
