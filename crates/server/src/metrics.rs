@@ -26,6 +26,9 @@ struct Inner {
     rate_limited: u64,
 }
 
+/// A gauge computed at scrape time: name, help text, and `(labels, value)` samples.
+pub type Gauge<'a> = (&'a str, &'a str, Vec<(String, f64)>);
+
 /// The application's metrics. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -85,7 +88,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with `extra` gauges appended as `(name, help, [(labels, value)])`.
-    pub fn render(&self, extra: &[(&str, &str, Vec<(String, f64)>)]) -> String {
+    pub fn render(&self, extra: &[Gauge<'_>]) -> String {
         let Ok(m) = self.inner.lock() else {
             return String::new();
         };

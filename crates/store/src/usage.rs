@@ -118,7 +118,7 @@ pub async fn series(
 ) -> Result<Vec<(KeyId, UnixMillis, Counts)>, StoreError> {
     let (filter, ids): (String, Vec<&str>) = match subject {
         Subject::Agent(a) => ("agent_id = $4".to_string(), vec![a.as_str()]),
-        Subject::Keys(keys) if keys.is_empty() => return Ok(Vec::new()),
+        Subject::Keys([]) => return Ok(Vec::new()),
         Subject::Keys(keys) => {
             let list: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 4)).collect();
             (

@@ -196,26 +196,6 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) ->
     client
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forwarded_for_is_believed_only_from_trusted_peers() {
-        let trusted: Vec<ipnet::IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "203.0.113.9, 127.0.0.1".parse().unwrap());
-        assert_eq!(
-            client_ip("127.0.0.1".parse().unwrap(), &h, &trusted),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
-        assert_eq!(
-            client_ip("198.51.100.1".parse().unwrap(), &h, &trusted),
-            "198.51.100.1".parse::<IpAddr>().unwrap()
-        );
-    }
-}
-
 /// A JSON answer with a strong `ETag`; `If-None-Match` with that tag (or `*`) gets a 304.
 pub fn etagged<T: serde::Serialize>(headers: &HeaderMap, body: &T) -> axum::response::Response {
     use axum::http::{HeaderValue, StatusCode};
@@ -253,4 +233,24 @@ pub fn etagged<T: serde::Serialize>(headers: &HeaderMap, body: &T) -> axum::resp
         bytes,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_peers() {
+        let trusted: Vec<ipnet::IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9, 127.0.0.1".parse().unwrap());
+        assert_eq!(
+            client_ip("127.0.0.1".parse().unwrap(), &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip("198.51.100.1".parse().unwrap(), &h, &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+    }
 }

@@ -21,14 +21,17 @@ pub struct UsageQuery {
     pub per_key: bool,
 }
 
+/// One value per bucket, bucket start first.
+pub type Series = Vec<(UnixMillis, Counts)>;
+
 /// A zero-filled series: one entry per bucket in `[from, to)`.
 #[derive(Clone, Debug)]
 pub struct UsageSeries {
     pub granularity: Granularity,
     pub from: UnixMillis,
     pub to: UnixMillis,
-    pub total: Vec<(UnixMillis, Counts)>,
-    pub keys: Option<Vec<(KeyId, Vec<(UnixMillis, Counts)>)>>,
+    pub total: Series,
+    pub keys: Option<Vec<(KeyId, Series)>>,
 }
 
 /// The organization, its plan, and this month's figures.
