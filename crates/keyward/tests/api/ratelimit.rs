@@ -7,13 +7,22 @@ use keyward_server::Caller;
 use crate::helpers::{spawn_app, TestApp, ALL};
 
 /// A key of a new agent with the given override (set as an operator, so any rate is allowed).
-async fn limited_key(app: &TestApp, org: &keyward_core::OrgId, name: &str, limit: u64, window: u64) -> String {
+async fn limited_key(
+    app: &TestApp,
+    org: &keyward_core::OrgId,
+    name: &str,
+    limit: u64,
+    window: u64,
+) -> String {
     let (_, id, key) = app.agent(org, name, &["content:read"], None).await;
     app.service
         .update_key(
             &Caller::cli(org.clone()),
             &id,
-            KeyChanges { rate_limit: Some(Some(RateLimit::new(limit, window).unwrap())), ..Default::default() },
+            KeyChanges {
+                rate_limit: Some(Some(RateLimit::new(limit, window).unwrap())),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
@@ -31,16 +40,31 @@ async fn admits_exactly_the_limit_then_429s_with_headers() {
         assert_eq!(r.header("x-ratelimit-limit"), "5");
         assert_eq!(r.header("x-ratelimit-remaining"), (4 - i).to_string());
         assert_eq!(r.header("ratelimit-policy"), "\"default\";q=5;w=60");
-        assert_eq!(r.header("ratelimit"), format!("\"default\";r={};t=60", 4 - i));
+        assert_eq!(
+            r.header("ratelimit"),
+            format!("\"default\";r={};t=60", 4 - i)
+        );
         let reset: i64 = r.header("x-ratelimit-reset").parse().unwrap();
-        assert!((reset - (app.service.now() + 60_000)).abs() < 2_000, "reset is the oldest counted request + window, in ms");
+        assert!(
+            (reset - (app.service.now() + 60_000)).abs() < 2_000,
+            "reset is the oldest counted request + window, in ms"
+        );
     }
     let r = app.get("/v1/whoami", &key).await;
     r.expect(429, "rate_limited");
     assert_eq!(r.header("x-ratelimit-remaining"), "0");
     let retry: u64 = r.header("retry-after").parse().unwrap();
-    let t_secs: u64 = r.header("ratelimit").rsplit("t=").next().unwrap().parse().unwrap();
-    assert!(retry >= 1 && retry >= t_secs, "Retry-After {retry} is never earlier than t={t_secs}");
+    let t_secs: u64 = r
+        .header("ratelimit")
+        .rsplit("t=")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        retry >= 1 && retry >= t_secs,
+        "Retry-After {retry} is never earlier than t={t_secs}"
+    );
     assert!(retry <= 60);
     // A 429 is not counted: after the window the full limit is back.
     app.clock.advance(60_001);
@@ -66,7 +90,9 @@ async fn the_window_rolls_rather_than_resets() {
     for _ in 0..5 {
         app.get("/v1/whoami", &key).await.expect(200, "");
     }
-    app.get("/v1/whoami", &key).await.expect(429, "rate_limited");
+    app.get("/v1/whoami", &key)
+        .await
+        .expect(429, "rate_limited");
     // At t = 2.1 s the first five have left the window: exactly five more are admitted.
     app.clock.advance(900);
     let mut last = None;
@@ -78,10 +104,17 @@ async fn the_window_rolls_rather_than_resets() {
     let last = last.unwrap();
     let reset: i64 = last.header("x-ratelimit-reset").parse().unwrap();
     // The oldest counted request is one of those at t = 1.2 s: it leaves at 1.2 s + 2 s.
-    assert!((reset - (start + 1_200 + 2_000)).abs() < 100, "reset {reset} vs {}", start + 3_200);
+    assert!(
+        (reset - (start + 1_200 + 2_000)).abs() < 100,
+        "reset {reset} vs {}",
+        start + 3_200
+    );
     let r = app.get("/v1/whoami", &key).await;
     r.expect(429, "rate_limited");
-    assert_eq!(r.header("x-ratelimit-reset"), last.header("x-ratelimit-reset"));
+    assert_eq!(
+        r.header("x-ratelimit-reset"),
+        last.header("x-ratelimit-reset")
+    );
 }
 
 #[tokio::test]
@@ -117,7 +150,16 @@ async fn concurrent_requests_never_exceed_the_limit() {
         let client = app.client.clone();
         let url = app.url("/v1/whoami");
         let key = key.clone();
-        tasks.push(tokio::spawn(async move { client.get(url).bearer_auth(key).send().await.unwrap().status().as_u16() }));
+        tasks.push(tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
     }
     let mut admitted = 0;
     let mut limited = 0;
@@ -139,10 +181,26 @@ async fn keys_may_not_raise_their_rate_above_the_plan_but_operators_may() {
     let r = app.post(&format!("/v1/agents/{}/keys", t.agent), &t.key, serde_json::json!({"name": "fast", "rate_limit": {"limit": 1000, "window_seconds": 60}})).await;
     r.expect(400, "invalid_request");
     assert_eq!(r.body["error"]["field"], "rate_limit");
-    let r = app.post(&format!("/v1/agents/{}/keys", t.agent), &t.key, serde_json::json!({"name": "slow", "rate_limit": {"limit": 10, "window_seconds": 60}})).await;
+    let r = app
+        .post(
+            &format!("/v1/agents/{}/keys", t.agent),
+            &t.key,
+            serde_json::json!({"name": "slow", "rate_limit": {"limit": 10, "window_seconds": 60}}),
+        )
+        .await;
     r.expect(201, "");
     let slow = r.body["secret"].as_str().unwrap().to_string();
-    assert_eq!(app.get("/v1/whoami", &slow).await.header("x-ratelimit-limit"), "10");
+    assert_eq!(
+        app.get("/v1/whoami", &slow)
+            .await
+            .header("x-ratelimit-limit"),
+        "10"
+    );
     let fast = limited_key(&app, &t.org, "Fast", 5000, 60).await;
-    assert_eq!(app.get("/v1/whoami", &fast).await.header("x-ratelimit-limit"), "5000");
+    assert_eq!(
+        app.get("/v1/whoami", &fast)
+            .await
+            .header("x-ratelimit-limit"),
+        "5000"
+    );
 }
