@@ -38,6 +38,7 @@ impl Application {
                 recorder: UsageRecorder::default(),
                 metrics: crate::metrics::Metrics::default(),
                 jobs_waiting: Arc::new(tokio::sync::Notify::new()),
+                openapi: Arc::default(),
                 limiter: Arc::new(crate::limiter::LocalLimiter::default()),
             },
         })

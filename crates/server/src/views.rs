@@ -12,6 +12,7 @@ use keyward_store::Page;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::service::{CreatedAgent, CreatedKey, Principal, RolledKey};
 
@@ -33,7 +34,28 @@ fn opt_time(ms: Option<UnixMillis>) -> Option<String> {
     ms.map(rfc3339)
 }
 
-#[derive(Serialize, Debug, Clone)]
+/// A key's status: `expiring` expires within 7 days, or was rolled and is in its grace period.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum KeyStatusSchema {
+    Active,
+    Expiring,
+    Expired,
+    Revoked,
+}
+
+/// At most `limit` requests in any `window_seconds` seconds.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RateLimitSchema {
+    #[schema(minimum = 1)]
+    pub limit: u64,
+    #[schema(minimum = 1)]
+    pub window_seconds: u64,
+}
+
+#[derive(Serialize, Debug, Clone, ToSchema)]
 pub struct KeyView {
     pub id: String,
     pub agent_id: String,
@@ -43,7 +65,9 @@ pub struct KeyView {
     pub team_id: Option<String>,
     pub owner_id: Option<String>,
     pub environment: String,
+    #[schema(value_type = KeyStatusSchema)]
     pub status: KeyStatus,
+    #[schema(value_type = Option<RateLimitSchema>)]
     pub rate_limit: Option<RateLimit>,
     pub created_at: String,
     pub expires_at: Option<String>,
@@ -77,7 +101,7 @@ impl KeyView {
 }
 
 /// A key object with its secret: only ever in the response that created the key.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct KeyWithSecret {
     #[serde(flatten)]
     pub key: KeyView,
@@ -93,7 +117,7 @@ impl KeyWithSecret {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct RolledView {
     pub new_key: KeyWithSecret,
     pub old_key: KeyView,
@@ -108,7 +132,7 @@ impl RolledView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct AgentView {
     pub id: String,
     pub organization_id: String,
@@ -136,7 +160,7 @@ impl AgentView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct AgentCreatedView {
     #[serde(flatten)]
     pub agent: AgentView,
@@ -156,7 +180,7 @@ impl AgentCreatedView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct OrgView {
     pub id: String,
     pub name: String,
@@ -177,7 +201,7 @@ impl OrgView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct TeamView {
     pub id: String,
     pub organization_id: String,
@@ -196,7 +220,7 @@ impl TeamView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct MemberView {
     pub id: String,
     pub email: String,
@@ -217,14 +241,14 @@ impl MemberView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct RefView {
     #[serde(rename = "type")]
     pub kind: String,
     pub id: String,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct EventView {
     pub id: String,
     pub at: String,
@@ -233,6 +257,7 @@ pub struct EventView {
     pub target: RefView,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 
@@ -257,7 +282,7 @@ impl EventView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct Pagination {
     pub limit: u32,
     pub has_more: bool,
@@ -265,7 +290,7 @@ pub struct Pagination {
 }
 
 /// The list envelope of SPEC §6.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct ListView<T> {
     pub data: Vec<T>,
     pub pagination: Pagination,
@@ -284,27 +309,28 @@ impl<T> ListView<T> {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct WhoamiAgent {
     pub id: String,
     pub name: String,
     pub capabilities: Vec<String>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct WhoamiOrg {
     pub id: String,
     pub name: String,
     pub slug: String,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct WhoamiPlan {
     pub name: String,
+    #[schema(value_type = RateLimitSchema)]
     pub rate_limit: RateLimit,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct WhoamiView {
     pub key: KeyView,
     pub agent: WhoamiAgent,
@@ -337,7 +363,7 @@ impl WhoamiView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct WebsiteView {
     pub id: String,
     pub organization_id: String,
@@ -363,7 +389,7 @@ impl WebsiteView {
 }
 
 /// A category or a tag.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct TermView {
     pub id: String,
     pub organization_id: String,
@@ -388,7 +414,7 @@ impl TermView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct BlogView {
     pub id: String,
     pub organization_id: String,
@@ -430,7 +456,7 @@ impl BlogView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct UsagePoint {
     pub t: String,
     pub requests: i64,
@@ -452,14 +478,15 @@ fn points(series: &[(UnixMillis, keyward_store::usage::Counts)]) -> Vec<UsagePoi
         .collect()
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct KeyUsageView {
     pub key_id: String,
     pub data: Vec<UsagePoint>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct UsageView {
+    #[schema(value_type = String, example = "hour")]
     pub granularity: &'static str,
     pub from: String,
     pub to: String,
@@ -492,22 +519,23 @@ impl UsageView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct AccountPlanView {
     pub name: String,
     pub api_access: bool,
+    #[schema(value_type = RateLimitSchema)]
     pub rate_limit: RateLimit,
     pub max_keys: Option<u64>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct AccountUsageView {
     pub period_start: String,
     pub requests_this_month: i64,
     pub active_keys: i64,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct AccountView {
     pub organization: OrgView,
     pub plan: AccountPlanView,
@@ -533,7 +561,7 @@ impl AccountView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct GenerationView {
     pub id: String,
     pub organization_id: String,

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 mod ops;
 pub mod request_id;
 mod v1;
@@ -13,6 +14,8 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::metrics::Metrics;
 use crate::recorder::UsageRecorder;
@@ -26,6 +29,8 @@ pub struct AppState {
     pub recorder: UsageRecorder,
     pub metrics: Metrics,
     pub limiter: std::sync::Arc<crate::limiter::LocalLimiter>,
+    /// The OpenAPI document, rendered once when the router is built.
+    pub openapi: std::sync::Arc<std::sync::OnceLock<String>>,
     /// Wakes the generation worker when a job is queued.
     pub jobs_waiting: std::sync::Arc<tokio::sync::Notify>,
 }
@@ -47,9 +52,12 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         auth::reject_keys_in_query,
     ));
-    Router::new()
+    let (routes, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", api)
         .merge(ops::router())
+        .split_for_parts();
+    let _ = state.openapi.set(doc.to_json().unwrap_or_default());
+    routes
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { request_id::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))

@@ -3,23 +3,30 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ApiError, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
 }
 
+/// The process answers.
+#[utoipa::path(
+    operation_id = "healthz",get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Object)))]
 async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
+/// Storage is reachable.
+#[utoipa::path(
+    operation_id = "readyz",get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Storage unreachable", body = crate::http::openapi::ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.service.store().ping().await {
         axum::Json(json!({"status": "ready", "checks": {"storage": "ok"}})).into_response()
@@ -33,6 +40,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus text: requests and latency by matched route and status, authentication
+/// failures by code, rate-limit rejections, generation jobs by state.
+#[utoipa::path(
+    operation_id = "metrics",get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
     // Job counts come from storage, so every node reports the same queue.
     let jobs = match state.service.store().read().await {
@@ -59,6 +70,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
+        body,
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(
+    operation_id = "openapi_json",get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+async fn openapi_json(State(state): State<AppState>) -> Response {
+    let body = state.openapi.get().cloned().unwrap_or_default();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,
     )
         .into_response()

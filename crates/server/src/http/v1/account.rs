@@ -5,6 +5,7 @@ use axum::Json;
 use keyward_core::{AgentId, KeyId};
 use keyward_store::usage::Granularity;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::http::auth::{AccountRead, Auth};
 use crate::http::extract::Query;
@@ -12,12 +13,14 @@ use crate::http::{ApiError, AppState};
 use crate::service::UsageQuery;
 use crate::views::{parse_rfc3339, AccountView, UsageView};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageParams {
     key_id: Option<String>,
     agent_id: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    /// `minute`, `hour` (default) or `day`.
     granularity: Option<String>,
     /// `key`: one series per key of the agent as well.
     group_by: Option<String>,
@@ -36,6 +39,16 @@ fn time(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
 }
 
 /// `GET /v1/usage`: requests, successes, client errors and rate-limited requests over time.
+#[utoipa::path(
+    operation_id = "usage",
+    get,
+    path = "/usage",
+    tag = "account",
+    summary = "Usage over time for a key or an agent (account:read)",
+    params(UsageParams),
+    responses((status = 200, body = UsageView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn usage(
     State(state): State<AppState>,
     auth: Auth<AccountRead>,
@@ -84,6 +97,15 @@ pub async fn usage(
 }
 
 /// `GET /v1/account`: the organization, its plan and limits, and this month's requests.
+#[utoipa::path(
+    operation_id = "account",
+    get,
+    path = "/account",
+    tag = "account",
+    summary = "The organization, its plan and this month's requests (account:read)",
+    responses((status = 200, body = AccountView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn account(
     State(state): State<AppState>,
     auth: Auth<AccountRead>,

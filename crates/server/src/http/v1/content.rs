@@ -7,6 +7,7 @@ use axum::Json;
 use keyward_core::{BlogId, CategoryId, TagId, TeamId, WebsiteId};
 use keyward_store::content::{BlogFilter, Taxonomy};
 use serde::{Deserialize, Deserializer};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{path_id, ListParams};
 use crate::http::auth::{Auth, ContentRead, ContentWrite};
@@ -37,12 +38,14 @@ fn parse_field<T>(
 
 // ---- websites
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebsiteBody {
     name: Option<String>,
     domain: Option<String>,
+    /// The owning team, or `null` for the whole organization.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     team_id: Option<Option<String>>,
 }
 
@@ -65,6 +68,16 @@ impl WebsiteBody {
     }
 }
 
+#[utoipa::path(
+    operation_id = "list_websites",
+    get,
+    path = "/websites",
+    tag = "content",
+    summary = "List websites (content:read)",
+    params(ListParams),
+    responses((status = 200, body = ListView<WebsiteView>), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn list_websites(
     State(state): State<AppState>,
     auth: Auth<ContentRead>,
@@ -79,6 +92,16 @@ pub async fn list_websites(
     ))
 }
 
+#[utoipa::path(
+    operation_id = "create_website",
+    post,
+    path = "/websites",
+    tag = "content",
+    summary = "Create a website (content:write)",
+    request_body = WebsiteBody,
+    responses((status = 201, body = WebsiteView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn create_website(
     State(state): State<AppState>,
     auth: Auth<ContentWrite>,
@@ -97,6 +120,16 @@ pub async fn create_website(
     Ok((StatusCode::CREATED, Json(WebsiteView::new(&site))))
 }
 
+#[utoipa::path(
+    operation_id = "get_website",
+    get,
+    path = "/websites/{id}",
+    tag = "content",
+    summary = "A website (content:read)",
+    params(("id" = String, Path, description = "The website's id")),
+    responses((status = 200, body = WebsiteView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn get_website(
     State(state): State<AppState>,
     auth: Auth<ContentRead>,
@@ -108,6 +141,17 @@ pub async fn get_website(
     Ok(etagged(&headers, &WebsiteView::new(&site)))
 }
 
+#[utoipa::path(
+    operation_id = "update_website",
+    patch,
+    path = "/websites/{id}",
+    tag = "content",
+    summary = "Change a website (content:write)",
+    params(("id" = String, Path, description = "The website's id")),
+    request_body = WebsiteBody,
+    responses((status = 200, body = WebsiteView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn update_website(
     State(state): State<AppState>,
     auth: Auth<ContentWrite>,
@@ -124,14 +168,18 @@ pub async fn update_website(
 
 // ---- categories and tags
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TermParams {
-    #[serde(flatten)]
-    list: ListParams,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// `pagination.next_cursor` of the previous page.
+    cursor: Option<String>,
     website_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TermBody {
     website_id: Option<String>,
@@ -168,7 +216,7 @@ async fn list_terms(
     params: TermParams,
     kind: Taxonomy,
 ) -> Result<Response, ApiError> {
-    let page = params.list.page()?;
+    let page = super::page_of(params.limit.as_deref(), params.cursor.as_deref())?;
     // A website that cannot exist matches nothing, like one the key cannot see.
     let website = match params.website_id.as_deref() {
         None => None,
@@ -243,80 +291,213 @@ async fn delete_term(
     Ok(StatusCode::NO_CONTENT)
 }
 
-macro_rules! term_handlers {
-    ($kind:expr, $list:ident, $create:ident, $get:ident, $update:ident, $delete:ident) => {
-        pub async fn $list(
-            State(s): State<AppState>,
-            a: Auth<ContentRead>,
-            h: HeaderMap,
-            Query(p): Query<TermParams>,
-        ) -> Result<Response, ApiError> {
-            list_terms(s, a, h, p, $kind).await
-        }
-        pub async fn $create(
-            State(s): State<AppState>,
-            a: Auth<ContentWrite>,
-            Body(b): Body<TermBody>,
-        ) -> Result<(StatusCode, Json<TermView>), ApiError> {
-            create_term(s, a, b, $kind).await
-        }
-        pub async fn $get(
-            State(s): State<AppState>,
-            a: Auth<ContentRead>,
-            h: HeaderMap,
-            Path(id): Path<String>,
-        ) -> Result<Response, ApiError> {
-            get_term(s, a, h, id, $kind).await
-        }
-        pub async fn $update(
-            State(s): State<AppState>,
-            a: Auth<ContentWrite>,
-            Path(id): Path<String>,
-            Body(b): Body<TermBody>,
-        ) -> Result<Json<TermView>, ApiError> {
-            update_term(s, a, id, b, $kind).await
-        }
-        pub async fn $delete(
-            State(s): State<AppState>,
-            a: Auth<ContentWrite>,
-            Path(id): Path<String>,
-        ) -> Result<StatusCode, ApiError> {
-            delete_term(s, a, id, $kind).await
-        }
-    };
+#[utoipa::path(
+    operation_id = "list_categories",
+    get,
+    path = "/categories",
+    tag = "content",
+    summary = "List categories (content:read)",
+    params(TermParams),
+    responses((status = 200, body = ListView<TermView>), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn list_categories(
+    State(s): State<AppState>,
+    a: Auth<ContentRead>,
+    h: HeaderMap,
+    Query(p): Query<TermParams>,
+) -> Result<Response, ApiError> {
+    list_terms(s, a, h, p, Taxonomy::Category).await
 }
 
-term_handlers!(
-    Taxonomy::Category,
-    list_categories,
-    create_category,
-    get_category,
-    update_category,
-    delete_category
-);
-term_handlers!(
-    Taxonomy::Tag,
-    list_tags,
-    create_tag,
-    get_tag,
-    update_tag,
-    delete_tag
-);
+#[utoipa::path(
+    operation_id = "create_category",
+    post,
+    path = "/categories",
+    tag = "content",
+    summary = "Create a category (content:write)",
+    request_body = TermBody,
+    responses((status = 201, body = TermView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn create_category(
+    State(s): State<AppState>,
+    a: Auth<ContentWrite>,
+    Body(b): Body<TermBody>,
+) -> Result<(StatusCode, Json<TermView>), ApiError> {
+    create_term(s, a, b, Taxonomy::Category).await
+}
+
+#[utoipa::path(
+    operation_id = "get_category",
+    get,
+    path = "/categories/{id}",
+    tag = "content",
+    summary = "A category (content:read)",
+    params(("id" = String, Path, description = "The category's id")),
+    responses((status = 200, body = TermView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn get_category(
+    State(s): State<AppState>,
+    a: Auth<ContentRead>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    get_term(s, a, h, id, Taxonomy::Category).await
+}
+
+#[utoipa::path(
+    operation_id = "update_category",
+    patch,
+    path = "/categories/{id}",
+    tag = "content",
+    summary = "Change a category (content:write)",
+    params(("id" = String, Path, description = "The category's id")),
+    request_body = TermBody,
+    responses((status = 200, body = TermView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn update_category(
+    State(s): State<AppState>,
+    a: Auth<ContentWrite>,
+    Path(id): Path<String>,
+    Body(b): Body<TermBody>,
+) -> Result<Json<TermView>, ApiError> {
+    update_term(s, a, id, b, Taxonomy::Category).await
+}
+
+#[utoipa::path(
+    operation_id = "delete_category",
+    delete,
+    path = "/categories/{id}",
+    tag = "content",
+    summary = "Delete a category; its blogs lose it (content:write)",
+    params(("id" = String, Path, description = "The category's id")),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn delete_category(
+    State(s): State<AppState>,
+    a: Auth<ContentWrite>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    delete_term(s, a, id, Taxonomy::Category).await
+}
+
+#[utoipa::path(
+    operation_id = "list_tags",
+    get,
+    path = "/tags",
+    tag = "content",
+    summary = "List tags (content:read)",
+    params(TermParams),
+    responses((status = 200, body = ListView<TermView>), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn list_tags(
+    State(s): State<AppState>,
+    a: Auth<ContentRead>,
+    h: HeaderMap,
+    Query(p): Query<TermParams>,
+) -> Result<Response, ApiError> {
+    list_terms(s, a, h, p, Taxonomy::Tag).await
+}
+
+#[utoipa::path(
+    operation_id = "create_tag",
+    post,
+    path = "/tags",
+    tag = "content",
+    summary = "Create a tag (content:write)",
+    request_body = TermBody,
+    responses((status = 201, body = TermView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn create_tag(
+    State(s): State<AppState>,
+    a: Auth<ContentWrite>,
+    Body(b): Body<TermBody>,
+) -> Result<(StatusCode, Json<TermView>), ApiError> {
+    create_term(s, a, b, Taxonomy::Tag).await
+}
+
+#[utoipa::path(
+    operation_id = "get_tag",
+    get,
+    path = "/tags/{id}",
+    tag = "content",
+    summary = "A tag (content:read)",
+    params(("id" = String, Path, description = "The tag's id")),
+    responses((status = 200, body = TermView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn get_tag(
+    State(s): State<AppState>,
+    a: Auth<ContentRead>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    get_term(s, a, h, id, Taxonomy::Tag).await
+}
+
+#[utoipa::path(
+    operation_id = "update_tag",
+    patch,
+    path = "/tags/{id}",
+    tag = "content",
+    summary = "Change a tag (content:write)",
+    params(("id" = String, Path, description = "The tag's id")),
+    request_body = TermBody,
+    responses((status = 200, body = TermView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn update_tag(
+    State(s): State<AppState>,
+    a: Auth<ContentWrite>,
+    Path(id): Path<String>,
+    Body(b): Body<TermBody>,
+) -> Result<Json<TermView>, ApiError> {
+    update_term(s, a, id, b, Taxonomy::Tag).await
+}
+
+#[utoipa::path(
+    operation_id = "delete_tag",
+    delete,
+    path = "/tags/{id}",
+    tag = "content",
+    summary = "Delete a tag; its blogs lose it (content:write)",
+    params(("id" = String, Path, description = "The tag's id")),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn delete_tag(
+    State(s): State<AppState>,
+    a: Auth<ContentWrite>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    delete_term(s, a, id, Taxonomy::Tag).await
+}
 
 // ---- blogs
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BlogParams {
-    #[serde(flatten)]
-    list: ListParams,
+    /// Items per page, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// `pagination.next_cursor` of the previous page.
+    cursor: Option<String>,
     website_id: Option<String>,
     category: Option<String>,
     tag: Option<String>,
     slug: Option<String>,
+    /// `published` (default); `draft` or `any` need content:write.
     status: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlogBody {
     website_id: Option<String>,
@@ -325,6 +506,7 @@ pub struct BlogBody {
     excerpt: Option<String>,
     slug: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     category_id: Option<Option<String>>,
     tag_ids: Option<Vec<String>>,
     status: Option<String>,
@@ -364,13 +546,23 @@ impl BlogBody {
     }
 }
 
+#[utoipa::path(
+    operation_id = "list_blogs",
+    get,
+    path = "/blogs",
+    tag = "content",
+    summary = "List blogs: published only unless status=draft|any (content:write)",
+    params(BlogParams),
+    responses((status = 200, body = ListView<BlogView>), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn list_blogs(
     State(state): State<AppState>,
     auth: Auth<ContentRead>,
     headers: HeaderMap,
     Query(p): Query<BlogParams>,
 ) -> Result<Response, ApiError> {
-    let page = p.list.page()?;
+    let page = super::page_of(p.limit.as_deref(), p.cursor.as_deref())?;
     let website = match p.website_id.as_deref() {
         None => None,
         Some(w) => Some(
@@ -394,6 +586,16 @@ pub async fn list_blogs(
     ))
 }
 
+#[utoipa::path(
+    operation_id = "create_blog",
+    post,
+    path = "/blogs",
+    tag = "content",
+    summary = "Create a blog (content:write)",
+    request_body = BlogBody,
+    responses((status = 201, body = BlogView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn create_blog(
     State(state): State<AppState>,
     auth: Auth<ContentWrite>,
@@ -415,6 +617,16 @@ pub async fn create_blog(
     Ok((StatusCode::CREATED, Json(BlogView::new(&blog))))
 }
 
+#[utoipa::path(
+    operation_id = "get_blog",
+    get,
+    path = "/blogs/{id}",
+    tag = "content",
+    summary = "A blog; a draft needs content:write",
+    params(("id" = String, Path, description = "The blog's id")),
+    responses((status = 200, body = BlogView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn get_blog(
     State(state): State<AppState>,
     auth: Auth<ContentRead>,
@@ -426,6 +638,17 @@ pub async fn get_blog(
     Ok(etagged(&headers, &BlogView::new(&blog)))
 }
 
+#[utoipa::path(
+    operation_id = "update_blog",
+    patch,
+    path = "/blogs/{id}",
+    tag = "content",
+    summary = "Change a blog (content:write)",
+    params(("id" = String, Path, description = "The blog's id")),
+    request_body = BlogBody,
+    responses((status = 200, body = BlogView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn update_blog(
     State(state): State<AppState>,
     auth: Auth<ContentWrite>,
@@ -440,6 +663,16 @@ pub async fn update_blog(
     Ok(Json(BlogView::new(&blog)))
 }
 
+#[utoipa::path(
+    operation_id = "delete_blog",
+    delete,
+    path = "/blogs/{id}",
+    tag = "content",
+    summary = "Delete a blog (content:write)",
+    params(("id" = String, Path, description = "The blog's id")),
+    responses((status = 204, description = "Deleted"), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn delete_blog(
     State(state): State<AppState>,
     auth: Auth<ContentWrite>,

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use keyward_core::{GenerationId, WebsiteId};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::path_id;
 use crate::http::auth::{Auth, Generate};
@@ -13,7 +14,7 @@ use crate::http::{ApiError, AppState};
 use crate::service::NewGeneration;
 use crate::views::GenerationView;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerationBody {
     website_id: Option<String>,
@@ -21,10 +22,21 @@ pub struct GenerationBody {
     #[serde(default)]
     keywords: Vec<String>,
     tone: Option<String>,
+    /// `short`, `medium` (default) or `long`.
     length: Option<String>,
 }
 
 /// `POST /v1/generations`: queues a job and answers 202 at once.
+#[utoipa::path(
+    operation_id = "create_generation",
+    post,
+    path = "/generations",
+    tag = "generation",
+    summary = "Queue a content generation job (generate)",
+    request_body = GenerationBody,
+    responses((status = 202, body = GenerationView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn create(
     State(state): State<AppState>,
     auth: Auth<Generate>,
@@ -53,6 +65,16 @@ pub async fn create(
 }
 
 /// `GET /v1/generations/{id}`: the job's state, and the saved draft once it succeeded.
+#[utoipa::path(
+    operation_id = "get_generation",
+    get,
+    path = "/generations/{id}",
+    tag = "generation",
+    summary = "A generation job and, once done, its draft (generate)",
+    params(("id" = String, Path, description = "The generation's id")),
+    responses((status = 200, body = GenerationView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     auth: Auth<Generate>,

@@ -3,6 +3,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use keyward_core::{AgentId, KeyId, RateLimit, TeamId, UserId};
 use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
 
 use super::{path_id, ListParams};
 use crate::http::auth::{Auth, KeysRead, KeysWrite};
@@ -18,10 +19,12 @@ fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitBody {
+    #[schema(minimum = 1)]
     limit: u64,
+    #[schema(minimum = 1, maximum = 2592000)]
     window_seconds: u64,
 }
 
@@ -32,37 +35,48 @@ impl RateLimitBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    /// Scope the key to one team; omit for all teams.
     team_id: Option<String>,
     owner_id: Option<String>,
     environment: Option<String>,
+    /// Seconds from now.
+    #[schema(minimum = 1)]
     expires_in: Option<u64>,
+    /// RFC 3339; give this or `expires_in`.
     expires_at: Option<String>,
     rate_limit: Option<RateLimitBody>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
     name: Option<String>,
+    /// `null` removes the override.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitBody>)]
     rate_limit: Option<Option<RateLimitBody>>,
+    /// RFC 3339, or `null` for no expiry; only while the key is active.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     expires_at: Option<Option<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeKey {
     reason: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollKey {
+    /// How long the old key keeps working (default 86400; 0 ends it now).
+    #[schema(maximum = 2592000)]
     grace_seconds: Option<u64>,
 }
 
@@ -75,6 +89,16 @@ fn expires_at_field(s: &str) -> Result<i64, ApiError> {
     })
 }
 
+#[utoipa::path(
+    operation_id = "list_keys",
+    get,
+    path = "/agents/{id}/keys",
+    tag = "management",
+    summary = "List an agent's keys, hints only (keys:read)",
+    params(("id" = String, Path, description = "The agent's id"), ListParams),
+    responses((status = 200, body = ListView<KeyView>), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn list_for_agent(
     State(state): State<AppState>,
     auth: Auth<KeysRead>,
@@ -93,6 +117,17 @@ pub async fn list_for_agent(
     })))
 }
 
+#[utoipa::path(
+    operation_id = "create_key",
+    post,
+    path = "/agents/{id}/keys",
+    tag = "management",
+    summary = "Create a key; the secret is in this response only (keys:write)",
+    params(("id" = String, Path, description = "The agent's id")),
+    request_body = CreateKey,
+    responses((status = 201, body = KeyWithSecret), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn create(
     State(state): State<AppState>,
     auth: Auth<KeysWrite>,
@@ -153,6 +188,16 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    operation_id = "get_key",
+    get,
+    path = "/keys/{id}",
+    tag = "management",
+    summary = "A key, without its secret (keys:read)",
+    params(("id" = String, Path, description = "The key's id")),
+    responses((status = 200, body = KeyView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn get(
     State(state): State<AppState>,
     auth: Auth<KeysRead>,
@@ -163,6 +208,17 @@ pub async fn get(
     Ok(Json(KeyView::new(&key, state.service.now())))
 }
 
+#[utoipa::path(
+    operation_id = "update_key",
+    patch,
+    path = "/keys/{id}",
+    tag = "management",
+    summary = "Change a key's name, rate limit or expiry (keys:write)",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body = UpdateKey,
+    responses((status = 200, body = KeyView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn update(
     State(state): State<AppState>,
     auth: Auth<KeysWrite>,
@@ -185,6 +241,17 @@ pub async fn update(
     Ok(Json(KeyView::new(&key, state.service.now())))
 }
 
+#[utoipa::path(
+    operation_id = "revoke_key",
+    post,
+    path = "/keys/{id}/revoke",
+    tag = "management",
+    summary = "Revoke a key now and for good (keys:write)",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body = Option<RevokeKey>,
+    responses((status = 200, body = KeyView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     auth: Auth<KeysWrite>,
@@ -199,6 +266,17 @@ pub async fn revoke(
     Ok(Json(KeyView::new(&key, state.service.now())))
 }
 
+#[utoipa::path(
+    operation_id = "roll_key",
+    post,
+    path = "/keys/{id}/roll",
+    tag = "management",
+    summary = "Replace a key; the old one works for the grace period (keys:write)",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body = Option<RollKey>,
+    responses((status = 200, body = RolledView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn roll(
     State(state): State<AppState>,
     auth: Auth<KeysWrite>,

@@ -9,105 +9,93 @@ mod keys;
 mod teams;
 mod whoami;
 
-use axum::routing::{get, post};
-use axum::Router;
 use keyward_store::{Cursor, PageRequest};
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::authenticate;
 use super::{ApiError, AppState};
 
-pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/whoami", get(whoami::whoami))
-        .route("/agents", get(agents::list).post(agents::create))
-        .route(
-            "/agents/{id}",
-            get(agents::get)
-                .patch(agents::update)
-                .delete(agents::delete),
-        )
-        .route(
-            "/agents/{id}/keys",
-            get(keys::list_for_agent).post(keys::create),
-        )
-        .route("/keys/{id}", get(keys::get).patch(keys::update))
-        .route("/keys/{id}/revoke", post(keys::revoke))
-        .route("/keys/{id}/roll", post(keys::roll))
-        .route("/teams", get(teams::list))
-        .route("/audit-events", get(audit::list))
-        .route("/account", get(account::account))
-        .route("/usage", get(account::usage))
-        .route("/generations", post(generations::create))
-        .route("/generations/{id}", get(generations::get))
-        .route(
-            "/websites",
-            get(content::list_websites).post(content::create_website),
-        )
-        .route(
-            "/websites/{id}",
-            get(content::get_website).patch(content::update_website),
-        )
-        .route(
-            "/blogs",
-            get(content::list_blogs).post(content::create_blog),
-        )
-        .route(
-            "/blogs/{id}",
-            get(content::get_blog)
-                .patch(content::update_blog)
-                .delete(content::delete_blog),
-        )
-        .route(
-            "/categories",
-            get(content::list_categories).post(content::create_category),
-        )
-        .route(
-            "/categories/{id}",
-            get(content::get_category)
-                .patch(content::update_category)
-                .delete(content::delete_category),
-        )
-        .route("/tags", get(content::list_tags).post(content::create_tag))
-        .route(
-            "/tags/{id}",
-            get(content::get_tag)
-                .patch(content::update_tag)
-                .delete(content::delete_tag),
-        )
+/// Every `/v1` route with its documentation; each authenticates with a key first.
+pub fn router(state: AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(whoami::whoami))
+        .routes(routes!(agents::list, agents::create))
+        .routes(routes!(agents::get, agents::update, agents::delete))
+        .routes(routes!(keys::list_for_agent, keys::create))
+        .routes(routes!(keys::get, keys::update))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(keys::roll))
+        .routes(routes!(teams::list))
+        .routes(routes!(audit::list))
+        .routes(routes!(account::account))
+        .routes(routes!(account::usage))
+        .routes(routes!(generations::create))
+        .routes(routes!(generations::get))
+        .routes(routes!(content::list_websites, content::create_website))
+        .routes(routes!(content::get_website, content::update_website))
+        .routes(routes!(content::list_blogs, content::create_blog))
+        .routes(routes!(
+            content::get_blog,
+            content::update_blog,
+            content::delete_blog
+        ))
+        .routes(routes!(content::list_categories, content::create_category))
+        .routes(routes!(
+            content::get_category,
+            content::update_category,
+            content::delete_category
+        ))
+        .routes(routes!(content::list_tags, content::create_tag))
+        .routes(routes!(
+            content::get_tag,
+            content::update_tag,
+            content::delete_tag
+        ))
         .route_layer(axum::middleware::from_fn_with_state(state, authenticate))
 }
 
 /// `limit` and `cursor` of every list.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Items per page, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// `pagination.next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 impl ListParams {
     pub fn page(&self) -> Result<PageRequest, ApiError> {
-        let limit = match &self.limit {
-            None => 20,
-            Some(s) => s
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=100).contains(n))
-                .ok_or_else(|| {
-                    ApiError::invalid("limit", "limit must be a whole number from 1 to 100.")
-                })?,
-        };
-        let cursor = match &self.cursor {
-            None => None,
-            Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
-                ApiError::invalid(
-                    "cursor",
-                    "The cursor is not one this API returned; start from the first page.",
-                )
-            })?),
-        };
-        Ok(PageRequest { limit, cursor })
+        page_of(self.limit.as_deref(), self.cursor.as_deref())
     }
+}
+
+/// Reads `limit` (1–100, default 20) and `cursor` into a page request.
+pub fn page_of(limit: Option<&str>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
+    let limit = match limit {
+        None => 20,
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid("limit", "limit must be a whole number from 1 to 100.")
+            })?,
+    };
+    let cursor = match cursor {
+        None => None,
+        Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+            ApiError::invalid(
+                "cursor",
+                "The cursor is not one this API returned; start from the first page.",
+            )
+        })?),
+    };
+    Ok(PageRequest { limit, cursor })
 }
 
 /// Parses a path id; one that cannot exist answers 404 like one that does not.

@@ -9,6 +9,16 @@ use crate::http::{ApiError, AppState};
 use crate::views::{ListView, TeamView};
 
 /// `GET /v1/teams`: the organization's teams (a team-scoped key sees its own).
+#[utoipa::path(
+    operation_id = "list_teams",
+    get,
+    path = "/teams",
+    tag = "management",
+    summary = "List teams (keys:read)",
+    params(ListParams),
+    responses((status = 200, body = ListView<TeamView>), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     auth: Auth<KeysRead>,
