@@ -520,3 +520,53 @@ async fn metrics_count_by_matched_route_never_raw_paths() {
     );
     assert!(text.contains("keyward_http_request_duration_seconds_bucket"));
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = spawn_app().await;
+    let r = raw(&app, "/openapi.json", &[]).await;
+    assert_eq!(r.status, 200);
+    let doc = &r.body;
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (path, method) in [
+        ("/v1/whoami", "get"),
+        ("/v1/agents", "post"),
+        ("/v1/agents/{id}/keys", "post"),
+        ("/v1/keys/{id}/roll", "post"),
+        ("/v1/keys/{id}/revoke", "post"),
+        ("/v1/blogs", "get"),
+        ("/v1/blogs/{id}", "delete"),
+        ("/v1/generations", "post"),
+        ("/v1/usage", "get"),
+        ("/v1/account", "get"),
+        ("/v1/audit-events", "get"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["name"],
+        "X-API-Key"
+    );
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    let ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(ids.len(), unique.len(), "operation ids are unique");
+}
