@@ -180,7 +180,24 @@ pub struct KeyHash(String);
 
 impl KeyHash {
     pub fn of(raw: &str) -> Self {
-        Self(hex::encode(Sha256::digest(raw.as_bytes())))
+        Self(hex::encode(Self::digest(raw)))
+    }
+
+    /// The raw SHA-256 of a key: the form caches use (no allocation, no hex).
+    pub fn digest(raw: &str) -> [u8; 32] {
+        Sha256::digest(raw.as_bytes()).into()
+    }
+
+    /// The stored (hex) form of a digest.
+    pub fn from_digest(digest: &[u8; 32]) -> Self {
+        Self(hex::encode(digest))
+    }
+
+    /// The digest of this hash, if it is well-formed hex.
+    pub fn to_digest(&self) -> Option<[u8; 32]> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&self.0, &mut out).ok()?;
+        Some(out)
     }
 
     /// Wraps a hash read back from storage.

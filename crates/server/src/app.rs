@@ -78,6 +78,7 @@ impl Application {
             .state
             .limiter
             .spawn_sweeper(config.clock.clone(), LIMITER_SWEEP_EVERY);
+        let watcher = spawn_change_watcher(self.state.service.clone(), config.change_watch);
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
         let worker = crate::worker::Worker::new(
             self.state.service.clone(),
@@ -93,9 +94,41 @@ impl Application {
         flusher.abort();
         pruner.abort();
         sweeper.abort();
+        watcher.abort();
         let _ = stop_worker.send(true);
         let _ = worker.await;
         recorder.flush(&store).await;
         served.map_err(Into::into)
     }
+}
+
+/// Clears the key cache when another process changes something authentication depends on:
+/// it polls the database's change counter every `every` (SPEC §10 `change_watch_ms`).
+fn spawn_change_watcher(service: Service, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen: Option<i64> = None;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let version = match service.store().read().await {
+                Ok(mut conn) => keyward_store::keys::auth_version(&mut conn).await,
+                Err(e) => Err(e),
+            };
+            match version {
+                Ok(v) if seen != Some(v) => {
+                    if seen.is_some() {
+                        service.key_cache().invalidate_all();
+                    }
+                    seen = Some(v);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // Without the counter, cached keys cannot be trusted to be current.
+                    tracing::warn!(error = %e, "cannot read the change counter; clearing the key cache");
+                    service.key_cache().invalidate_all();
+                }
+            }
+        }
+    })
 }

@@ -150,9 +150,10 @@ pub async fn update(conn: &mut Conn, org: &OrgId, agent: &Agent) -> Result<(), S
     .bind(agent.updated_at)
     .bind(org.as_str())
     .bind(agent.id.as_str())
-    .execute(conn)
+    .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::on_unique(e, || name_taken(&agent.name)))?;
+    crate::keys::bump_auth_version(conn).await?;
     Ok(())
 }
 
@@ -167,8 +168,9 @@ pub async fn mark_deleted(
         .bind(now)
         .bind(org.as_str())
         .bind(id.as_str())
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    crate::keys::bump_auth_version(conn).await?;
     Ok(())
 }
 

@@ -124,6 +124,25 @@ pub async fn insert(conn: &mut Conn, key: &KeyRecord) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Marks that something authentication depends on changed (a revocation, an expiry, an
+/// agent's capabilities, a plan). Runs inside the change's own transaction, so other
+/// processes watching [`auth_version`] see the change exactly when it commits.
+pub async fn bump_auth_version(conn: &mut Conn) -> Result<(), StoreError> {
+    sqlx::query("UPDATE auth_changes SET version = version + 1 WHERE id = 1")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The current authentication change counter (see [`bump_auth_version`]).
+pub async fn auth_version(conn: &mut Conn) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT version FROM auth_changes WHERE id = 1")
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
 /// A key visible in `scope`.
 pub async fn get(
     conn: &mut Conn,
@@ -184,8 +203,9 @@ pub async fn update(conn: &mut Conn, scope: &Scope, key: &KeyRecord) -> Result<(
     .bind(key.rate_limit.map(|r| r.window_seconds as i64))
     .bind(key.expires_at)
     .bind(key.id.as_str())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    bump_auth_version(conn).await?;
     Ok(())
 }
 
@@ -208,8 +228,11 @@ pub async fn revoke(
     .bind(format!("{}:{}", by.kind, by.id))
     .bind(reason)
     .bind(id.as_str())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if done.rows_affected() > 0 {
+        bump_auth_version(conn).await?;
+    }
     Ok(done.rows_affected() > 0)
 }
 
@@ -231,8 +254,9 @@ pub async fn revoke_all_of_agent(
     .bind(reason)
     .bind(org.as_str())
     .bind(agent.as_str())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    bump_auth_version(conn).await?;
     Ok(done.rows_affected())
 }
 
@@ -253,8 +277,9 @@ pub async fn mark_rolled(
     .bind(to.as_str())
     .bind(expires_at)
     .bind(id.as_str())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    bump_auth_version(conn).await?;
     Ok(())
 }
 

@@ -83,8 +83,9 @@ pub async fn set_plan(conn: &mut Conn, id: &OrgId, plan: &str) -> Result<(), Sto
     sqlx::query("UPDATE organizations SET plan = $1 WHERE id = $2")
         .bind(plan)
         .bind(id.as_str())
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    crate::keys::bump_auth_version(conn).await?;
     Ok(())
 }
 

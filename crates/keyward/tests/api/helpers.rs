@@ -1,7 +1,5 @@
 //! Spawning the application and seeding tenants for tests.
 
-use std::sync::Arc;
-
 use keyward_core::{AgentId, KeyId, OrgId, Role, TeamId, UserId};
 use keyward_server::service::{NewAgent, NewOrg};
 use keyward_server::{Application, Caller, Clock, Config, Service};
@@ -52,7 +50,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
-    let service = Service::new(store, Arc::new(config));
+    // The server's own service: changes made through it reach the server's key cache at once,
+    // exactly as changes made through the API do.
+    let service = app.service().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         app.run_until(async {

@@ -11,15 +11,19 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use keyward_core::key::check_format;
 use keyward_core::ratelimit::Decision;
-use keyward_core::{RateLimit, UnixMillis};
+use keyward_core::{KeyHash, RateLimit, UnixMillis};
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::extract::ClientInfo;
 use super::AppState;
 use crate::limiter::RateLimiter;
 use crate::recorder::Outcome;
-use crate::service::Principal;
+use crate::service::{AuthFailure, Principal};
 use crate::Caller;
 
 /// Query parameter names that carry a key in the URL, where it would end up in logs.
@@ -48,7 +52,7 @@ pub async fn reject_keys_in_query(
 }
 
 /// The presented credential, or the §3 error for how it was presented.
-pub fn credential(headers: &HeaderMap) -> Result<String, ApiError> {
+pub fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
     let conflicting = || {
         ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
@@ -68,20 +72,17 @@ pub fn credential(headers: &HeaderMap) -> Result<String, ApiError> {
         let v = v.to_str().map_err(|_| ())?.trim();
         let (scheme, token) = v.split_once([' ', '\t']).unwrap_or((v, ""));
         if scheme.eq_ignore_ascii_case("bearer") {
-            Ok(token.trim().to_string())
+            Ok(token.trim())
         } else {
             Err(())
         }
     });
     // A non-UTF-8 X-API-Key cannot be a key: it stays as text that fails the format check.
-    let header_key = x_api_key.map(|v| {
-        v.to_str()
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "\u{fffd}".into())
-    });
+    let header_key = x_api_key.map(|v| v.to_str().map(str::trim).unwrap_or("\u{fffd}"));
 
     if let (Some(Ok(token)), Some(key)) = (&bearer, &header_key) {
-        if token != key {
+        // Both are the client's own; compared in constant time all the same, as every secret is.
+        if !bool::from(token.as_bytes().ct_eq(key.as_bytes())) {
             return Err(conflicting());
         }
     }
@@ -95,14 +96,22 @@ pub fn credential(headers: &HeaderMap) -> Result<String, ApiError> {
 
 /// Authenticates the request's key and puts the [`Principal`] in its extensions.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let token = match credential(req.headers()) {
-        Ok(token) => token,
+    // Only the key's SHA-256 leaves this block: the secret is neither copied nor kept.
+    let checked = match credential(req.headers()) {
+        Ok(token) => match check_format(&state.service.config().key_prefix, &token) {
+            Ok(()) => Ok(KeyHash::digest(&token)),
+            Err(reason) => Err(ApiError::auth(AuthFailure::Malformed(reason))),
+        },
+        Err(e) => Err(e),
+    };
+    let digest = match checked {
+        Ok(digest) => digest,
         Err(e) => {
             state.metrics.auth_failure(e.code);
             return e.into_response();
         }
     };
-    let principal = match state.service.authenticate(&token).await {
+    let principal = match state.service.authenticate_digest(&digest).await {
         Ok(Ok(principal)) => principal,
         Ok(Err(failure)) => {
             let e = ApiError::auth(failure);
@@ -200,11 +209,20 @@ need! {
     Generate => Some("generate"),
 }
 
-/// An authenticated key holding the capability `N`, and the caller it acts as.
+/// An authenticated key holding the capability `N`.
 pub struct Auth<N> {
-    pub principal: Principal,
-    pub caller: Caller,
+    pub principal: Arc<Principal>,
+    client: ClientInfo,
     _need: PhantomData<N>,
+}
+
+impl<N> Auth<N> {
+    /// The service-layer caller this key acts as (built on demand: read-only endpoints such
+    /// as `whoami` never need it).
+    pub fn caller(&self) -> Caller {
+        self.principal
+            .caller(self.client.ip.clone(), self.client.user_agent.clone())
+    }
 }
 
 impl<N: Need> FromRequestParts<AppState> for Auth<N> {
@@ -214,7 +232,7 @@ impl<N: Need> FromRequestParts<AppState> for Auth<N> {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
+        let Some(principal) = parts.extensions.get::<Arc<Principal>>().cloned() else {
             tracing::error!("a key-protected route is missing the authentication layer");
             return Err(ApiError::internal());
         };
@@ -224,10 +242,9 @@ impl<N: Need> FromRequestParts<AppState> for Auth<N> {
             }
         }
         let client = ClientInfo::from_request_parts(parts, state).await?;
-        let caller = principal.caller(client.ip, client.user_agent);
         Ok(Auth {
             principal,
-            caller,
+            client,
             _need: PhantomData,
         })
     }

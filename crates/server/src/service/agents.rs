@@ -193,6 +193,7 @@ impl Service {
         }
         let active_keys = keys::count_active_of_agent(&mut tx, &caller.org, id, now).await?;
         keyward_store::commit(tx).await?;
+        self.auth_changed();
         Ok(AgentSummary { agent, active_keys })
     }
 
@@ -221,6 +222,7 @@ impl Service {
         );
         audit::insert(&mut tx, &event).await?;
         keyward_store::commit(tx).await?;
+        self.auth_changed();
         Ok(())
     }
 }

@@ -2,6 +2,8 @@
 
 use keyward_core::key::check_format;
 use keyward_core::{CapabilitySet, KeyHash, KeyStatus, MalformedKey, OrgId, Plan};
+use std::sync::Arc;
+
 use keyward_store::keys::{self, KeyRecord};
 
 use super::{Actor, Caller, Service, ServiceError};
@@ -24,6 +26,8 @@ pub struct Principal {
     pub key: KeyRecord,
     pub agent_name: String,
     pub capabilities: CapabilitySet,
+    /// The agent was deleted: its keys answer `revoked_api_key`.
+    pub agent_deleted: bool,
     pub org_name: String,
     pub org_slug: String,
     pub plan: Plan,
@@ -52,48 +56,83 @@ impl Principal {
 
 impl Service {
     /// Checks a presented key: format and checksum first (no storage), then the record by
-    /// hash, then revocation, expiry and the plan. Storage failures are errors, not refusals.
+    /// hash (from the cache, or storage), then revocation, expiry and the plan. Storage
+    /// failures are errors, not refusals.
     pub async fn authenticate(
         &self,
         presented: &str,
-    ) -> Result<Result<Principal, AuthFailure>, ServiceError> {
+    ) -> Result<Result<Arc<Principal>, AuthFailure>, ServiceError> {
         if let Err(reason) = check_format(&self.config().key_prefix, presented) {
             return Ok(Err(AuthFailure::Malformed(reason)));
         }
         // The record is found by the hash of the secret; no comparison of secrets happens
         // anywhere, so nothing can leak through timing.
-        let hash = KeyHash::of(presented);
-        let mut conn = self.store().read().await?;
-        let Some(found) = keys::find_for_auth(&mut conn, &hash).await? else {
+        self.authenticate_digest(&KeyHash::digest(presented)).await
+    }
+
+    /// Authentication of a well-formed key by its SHA-256: from the cache, or from storage.
+    pub async fn authenticate_digest(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Result<Arc<Principal>, AuthFailure>, ServiceError> {
+        let found = self
+            .key_cache()
+            .get_or_load(digest, || self.load_principal(digest))
+            .await
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("key lookup failed: {e}")))?;
+        let Some(principal) = found else {
             return Ok(Err(AuthFailure::Invalid));
         };
-        drop(conn);
-        if found.agent_deleted {
+        if principal.agent_deleted {
             return Ok(Err(AuthFailure::Revoked));
         }
-        let now = self.now();
+        let key = &principal.key;
         match KeyStatus::of(
-            found.key.revoked_at,
-            found.key.expires_at,
-            found.key.rolled_to.is_some(),
-            now,
+            key.revoked_at,
+            key.expires_at,
+            key.rolled_to.is_some(),
+            self.now(),
         ) {
             KeyStatus::Revoked => return Ok(Err(AuthFailure::Revoked)),
             KeyStatus::Expired => return Ok(Err(AuthFailure::Expired)),
             KeyStatus::Active | KeyStatus::Expiring => {}
         }
+        if !principal.plan.api_access {
+            return Ok(Err(AuthFailure::PlanWithoutApiAccess));
+        }
+        Ok(Ok(principal))
+    }
+
+    /// Reads a key and everything requests need about it, by hash.
+    async fn load_principal(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<Principal>, keyward_store::StoreError> {
+        let mut conn = self.store().read().await?;
+        let Some(found) = keys::find_for_auth(&mut conn, &KeyHash::from_digest(digest)).await?
+        else {
+            return Ok(None);
+        };
         let plan = match self.config().plan(&found.plan) {
-            Some(plan) if plan.api_access => plan.clone(),
-            Some(_) => return Ok(Err(AuthFailure::PlanWithoutApiAccess)),
+            Some(plan) => plan.clone(),
             None => {
-                tracing::warn!(plan = %found.plan, org = %found.key.org, "organization is on a plan the configuration does not define");
-                return Ok(Err(AuthFailure::PlanWithoutApiAccess));
+                tracing::warn!(plan = %found.plan, org = %found.key.org, "organization is on a plan the configuration does not define; refusing its keys");
+                Plan {
+                    name: found.plan.clone(),
+                    api_access: false,
+                    rate_limit: keyward_core::RateLimit {
+                        limit: 1,
+                        window_seconds: 1,
+                    },
+                    max_keys: Some(0),
+                }
             }
         };
-        Ok(Ok(Principal {
+        Ok(Some(Principal {
             key: found.key,
             agent_name: found.agent_name,
             capabilities: found.agent_capabilities,
+            agent_deleted: found.agent_deleted,
             org_name: found.org_name,
             org_slug: found.org_slug,
             plan,

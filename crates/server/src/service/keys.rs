@@ -324,6 +324,7 @@ impl Service {
             audit::insert(&mut tx, &event).await?;
         }
         keyward_store::commit(tx).await?;
+        self.auth_changed();
         Ok(key)
     }
 
@@ -367,6 +368,7 @@ impl Service {
             .await?
             .ok_or(ServiceError::NotFound("key"))?;
         keyward_store::commit(tx).await?;
+        self.auth_changed();
         Ok(key)
     }
 
@@ -433,6 +435,7 @@ impl Service {
             .await?
             .ok_or(ServiceError::NotFound("key"))?;
         keyward_store::commit(tx).await?;
+        self.auth_changed();
         Ok(RolledKey {
             new_key: CreatedKey {
                 record: new,

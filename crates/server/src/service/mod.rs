@@ -37,11 +37,27 @@ use crate::Config;
 pub struct Service {
     store: Store,
     config: Arc<Config>,
+    keys: crate::cache::KeyCache,
 }
 
 impl Service {
     pub fn new(store: Store, config: Arc<Config>) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            keys: crate::cache::KeyCache::default(),
+        }
+    }
+
+    /// The cache of authenticated keys (shared by every clone of this service).
+    pub fn key_cache(&self) -> &crate::cache::KeyCache {
+        &self.keys
+    }
+
+    /// Called after a change that affects authentication has committed, so the very next
+    /// request on this node sees it. Other nodes notice through the change counter.
+    pub(crate) fn auth_changed(&self) {
+        self.keys.invalidate_all();
     }
 
     pub fn store(&self) -> &Store {

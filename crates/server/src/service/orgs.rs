@@ -167,6 +167,7 @@ impl Service {
             org.plan = plan.to_string();
         }
         keyward_store::commit(tx).await?;
+        self.auth_changed();
         Ok(org)
     }
 

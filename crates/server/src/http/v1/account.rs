@@ -92,7 +92,7 @@ pub async fn usage(
             "group_by=key needs agent_id.",
         ));
     }
-    let series = state.service.usage(&auth.caller, query).await?;
+    let series = state.service.usage(&auth.caller(), query).await?;
     Ok(Json(UsageView::new(&series)))
 }
 
@@ -110,6 +110,6 @@ pub async fn account(
     State(state): State<AppState>,
     auth: Auth<AccountRead>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let account = state.service.account(&auth.caller).await?;
+    let account = state.service.account(&auth.caller()).await?;
     Ok(Json(AccountView::new(&account)))
 }

@@ -48,7 +48,7 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<ListView<AgentView>>, ApiError> {
     let page = params.page()?;
-    let agents = state.service.list_agents(&auth.caller, &page).await?;
+    let agents = state.service.list_agents(&auth.caller(), &page).await?;
     Ok(Json(ListView::new(&agents, page.limit, AgentView::new)))
 }
 
@@ -72,7 +72,7 @@ pub async fn create(
         description: body.description,
         capabilities: body.capabilities,
     };
-    let created = state.service.create_agent(&auth.caller, input).await?;
+    let created = state.service.create_agent(&auth.caller(), input).await?;
     Ok((
         StatusCode::CREATED,
         Json(AgentCreatedView::new(&created, state.service.now())),
@@ -95,7 +95,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
     let id = path_id(AgentId::parse, &id)?;
-    let agent = state.service.get_agent(&auth.caller, &id).await?;
+    let agent = state.service.get_agent(&auth.caller(), &id).await?;
     Ok(Json(AgentView::new(&agent)))
 }
 
@@ -124,7 +124,7 @@ pub async fn update(
     };
     let agent = state
         .service
-        .update_agent(&auth.caller, &id, changes)
+        .update_agent(&auth.caller(), &id, changes)
         .await?;
     Ok(Json(AgentView::new(&agent)))
 }
@@ -145,6 +145,6 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(AgentId::parse, &id)?;
-    state.service.delete_agent(&auth.caller, &id).await?;
+    state.service.delete_agent(&auth.caller(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

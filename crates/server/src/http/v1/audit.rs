@@ -66,7 +66,7 @@ pub async fn list(
     };
     let events = state
         .service
-        .list_audit_events(&auth.caller, query, &page)
+        .list_audit_events(&auth.caller(), query, &page)
         .await?;
     Ok(Json(ListView::new(&events, page.limit, EventView::new)))
 }

@@ -85,7 +85,7 @@ pub async fn list_websites(
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
-    let sites = state.service.list_websites(&auth.caller, &page).await?;
+    let sites = state.service.list_websites(&auth.caller(), &page).await?;
     Ok(etagged(
         &headers,
         &ListView::new(&sites, page.limit, WebsiteView::new),
@@ -115,7 +115,7 @@ pub async fn create_website(
     }
     let site = state
         .service
-        .create_website(&auth.caller, body.input()?)
+        .create_website(&auth.caller(), body.input()?)
         .await?;
     Ok((StatusCode::CREATED, Json(WebsiteView::new(&site))))
 }
@@ -137,7 +137,7 @@ pub async fn get_website(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = path_id(WebsiteId::parse, &id)?;
-    let site = state.service.get_website(&auth.caller, &id).await?;
+    let site = state.service.get_website(&auth.caller(), &id).await?;
     Ok(etagged(&headers, &WebsiteView::new(&site)))
 }
 
@@ -161,7 +161,7 @@ pub async fn update_website(
     let id = path_id(WebsiteId::parse, &id)?;
     let site = state
         .service
-        .update_website(&auth.caller, &id, body.input()?)
+        .update_website(&auth.caller(), &id, body.input()?)
         .await?;
     Ok(Json(WebsiteView::new(&site)))
 }
@@ -226,7 +226,7 @@ async fn list_terms(
     };
     let terms = state
         .service
-        .list_terms(&auth.caller, kind, website.as_ref(), &page)
+        .list_terms(&auth.caller(), kind, website.as_ref(), &page)
         .await?;
     Ok(etagged(
         &headers,
@@ -248,7 +248,7 @@ async fn create_term(
     }
     let term = state
         .service
-        .create_term(&auth.caller, kind, body.input()?)
+        .create_term(&auth.caller(), kind, body.input()?)
         .await?;
     Ok((StatusCode::CREATED, Json(TermView::new(&term))))
 }
@@ -261,7 +261,7 @@ async fn get_term(
     kind: Taxonomy,
 ) -> Result<Response, ApiError> {
     let id = term_id(kind, &id)?;
-    let term = state.service.get_term(&auth.caller, kind, &id).await?;
+    let term = state.service.get_term(&auth.caller(), kind, &id).await?;
     Ok(etagged(&headers, &TermView::new(&term)))
 }
 
@@ -275,7 +275,7 @@ async fn update_term(
     let id = term_id(kind, &id)?;
     let term = state
         .service
-        .update_term(&auth.caller, kind, &id, body.input()?)
+        .update_term(&auth.caller(), kind, &id, body.input()?)
         .await?;
     Ok(Json(TermView::new(&term)))
 }
@@ -287,7 +287,7 @@ async fn delete_term(
     kind: Taxonomy,
 ) -> Result<StatusCode, ApiError> {
     let id = term_id(kind, &id)?;
-    state.service.delete_term(&auth.caller, kind, &id).await?;
+    state.service.delete_term(&auth.caller(), kind, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -578,7 +578,7 @@ pub async fn list_blogs(
     };
     let blogs = state
         .service
-        .list_blogs(&auth.caller, filter, &page)
+        .list_blogs(&auth.caller(), filter, &page)
         .await?;
     Ok(etagged(
         &headers,
@@ -612,7 +612,7 @@ pub async fn create_blog(
     }
     let blog = state
         .service
-        .create_blog(&auth.caller, body.input()?)
+        .create_blog(&auth.caller(), body.input()?)
         .await?;
     Ok((StatusCode::CREATED, Json(BlogView::new(&blog))))
 }
@@ -634,7 +634,7 @@ pub async fn get_blog(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = path_id(BlogId::parse, &id)?;
-    let blog = state.service.get_blog(&auth.caller, &id).await?;
+    let blog = state.service.get_blog(&auth.caller(), &id).await?;
     Ok(etagged(&headers, &BlogView::new(&blog)))
 }
 
@@ -658,7 +658,7 @@ pub async fn update_blog(
     let id = path_id(BlogId::parse, &id)?;
     let blog = state
         .service
-        .update_blog(&auth.caller, &id, body.input()?)
+        .update_blog(&auth.caller(), &id, body.input()?)
         .await?;
     Ok(Json(BlogView::new(&blog)))
 }
@@ -679,6 +679,6 @@ pub async fn delete_blog(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = path_id(BlogId::parse, &id)?;
-    state.service.delete_blog(&auth.caller, &id).await?;
+    state.service.delete_blog(&auth.caller(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -59,7 +59,10 @@ pub async fn create(
         tone: body.tone,
         length: body.length,
     };
-    let job = state.service.submit_generation(&auth.caller, input).await?;
+    let job = state
+        .service
+        .submit_generation(&auth.caller(), input)
+        .await?;
     state.jobs_waiting.notify_one();
     Ok((StatusCode::ACCEPTED, Json(GenerationView::new(&job, None))))
 }
@@ -81,6 +84,6 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<GenerationView>, ApiError> {
     let id = path_id(GenerationId::parse, &id)?;
-    let (job, blog) = state.service.get_generation(&auth.caller, &id).await?;
+    let (job, blog) = state.service.get_generation(&auth.caller(), &id).await?;
     Ok(Json(GenerationView::new(&job, blog.as_ref())))
 }

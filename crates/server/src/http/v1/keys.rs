@@ -109,7 +109,7 @@ pub async fn list_for_agent(
     let page = params.page()?;
     let keys = state
         .service
-        .list_keys(&auth.caller, Some(&agent), &page)
+        .list_keys(&auth.caller(), Some(&agent), &page)
         .await?;
     let now = state.service.now();
     Ok(Json(ListView::new(&keys, page.limit, |k| {
@@ -180,7 +180,7 @@ pub async fn create(
     };
     let created = state
         .service
-        .create_key(&auth.caller, &agent, input)
+        .create_key(&auth.caller(), &agent, input)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -204,7 +204,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
     let id = path_id(KeyId::parse, &id)?;
-    let key = state.service.get_key(&auth.caller, &id).await?;
+    let key = state.service.get_key(&auth.caller(), &id).await?;
     Ok(Json(KeyView::new(&key, state.service.now())))
 }
 
@@ -237,7 +237,10 @@ pub async fn update(
             .map(|e| e.as_deref().map(expires_at_field).transpose())
             .transpose()?,
     };
-    let key = state.service.update_key(&auth.caller, &id, changes).await?;
+    let key = state
+        .service
+        .update_key(&auth.caller(), &id, changes)
+        .await?;
     Ok(Json(KeyView::new(&key, state.service.now())))
 }
 
@@ -261,7 +264,7 @@ pub async fn revoke(
     let id = path_id(KeyId::parse, &id)?;
     let key = state
         .service
-        .revoke_key(&auth.caller, &id, body.reason.as_deref())
+        .revoke_key(&auth.caller(), &id, body.reason.as_deref())
         .await?;
     Ok(Json(KeyView::new(&key, state.service.now())))
 }
@@ -286,7 +289,7 @@ pub async fn roll(
     let id = path_id(KeyId::parse, &id)?;
     let rolled = state
         .service
-        .roll_key(&auth.caller, &id, body.grace_seconds)
+        .roll_key(&auth.caller(), &id, body.grace_seconds)
         .await?;
     Ok(Json(RolledView::new(&rolled, state.service.now())))
 }

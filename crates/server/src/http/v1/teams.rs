@@ -25,7 +25,7 @@ pub async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<ListView<TeamView>>, ApiError> {
     let req = params.page()?;
-    let teams = state.service.list_teams(&auth.caller).await?;
+    let teams = state.service.list_teams(&auth.caller()).await?;
     // Teams are few; the store returns them newest first and the page is cut here.
     let after = |t: &keyward_store::teams::Team| match &req.cursor {
         None => true,

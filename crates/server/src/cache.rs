@@ -1,0 +1,130 @@
+//! The in-process cache of authenticated keys, keyed by the SHA-256 of the presented key.
+//!
+//! It holds everything authentication, capability checks and rate limiting need, so a
+//! request with a known key touches no storage. Unknown hashes are cached too, briefly, so a
+//! flood of one well-formed unknown key cannot reach storage. Concurrent misses of the same
+//! key are coalesced into one lookup. The cache is bounded (TinyLFU admission keeps hot keys
+//! in when a flood of one-off keys arrives).
+//!
+//! Staleness is bounded two ways: every change made through this process's service layer
+//! invalidates the cache right after it commits (so the very next request sees it), and a
+//! watcher clears it when the database's authentication change counter moves (changes made by
+//! other processes: within `change_watch_ms`). A lookup that raced with an invalidation is not
+//! trusted: each entry remembers the generation it was loaded in.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use crate::service::Principal;
+
+/// Most entries (known and unknown keys together).
+pub const DEFAULT_CAPACITY: u64 = 200_000;
+/// How long a known key stays cached without any change notice (a safety net only).
+const KNOWN_TTL: Duration = Duration::from_secs(60);
+/// How long an unknown hash is remembered.
+const UNKNOWN_TTL: Duration = Duration::from_secs(5);
+
+/// A cached lookup: the key, or `None` for a hash no key has.
+#[derive(Clone)]
+pub struct Entry {
+    pub principal: Option<Arc<Principal>>,
+    generation: u64,
+}
+
+struct TtlByKind;
+
+impl Expiry<[u8; 32], Entry> for TtlByKind {
+    fn expire_after_create(&self, _: &[u8; 32], value: &Entry, _: Instant) -> Option<Duration> {
+        Some(if value.principal.is_some() {
+            KNOWN_TTL
+        } else {
+            UNKNOWN_TTL
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct KeyCache {
+    entries: Cache<[u8; 32], Entry>,
+    generation: Arc<AtomicU64>,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl KeyCache {
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(TtlByKind)
+                .build(),
+            generation: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The cached lookup of `digest`, loading it with `load` on a miss (concurrent misses of
+    /// one digest share one load). An entry, or a shared load, that began before the latest
+    /// invalidation is never returned: it is dropped and loaded again.
+    pub async fn get_or_load<F, Fut, E>(
+        &self,
+        digest: &[u8; 32],
+        load: F,
+    ) -> Result<Option<Arc<Principal>>, Arc<E>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Principal>, E>>,
+        E: Send + Sync + 'static,
+    {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let generation = self.generation.load(Ordering::Acquire);
+            if let Some(entry) = self.entries.get(digest).await {
+                if entry.generation >= generation {
+                    return Ok(entry.principal);
+                }
+                self.entries.invalidate(digest).await;
+            }
+            let pending = load();
+            let entry = self
+                .entries
+                .try_get_with(*digest, async move {
+                    let principal = pending.await?;
+                    Ok(Entry {
+                        principal: principal.map(Arc::new),
+                        generation,
+                    })
+                })
+                .await?;
+            // A load shared with an earlier request may predate an invalidation.
+            if entry.generation >= self.generation.load(Ordering::Acquire) || attempts >= 3 {
+                return Ok(entry.principal);
+            }
+            self.entries.invalidate(digest).await;
+        }
+    }
+
+    /// Forgets everything: after any change that affects authentication.
+    pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate_all();
+    }
+
+    /// Entries held now (approximate; for tests and metrics).
+    pub async fn entry_count(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
+        self.entries.entry_count()
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.entries.policy().max_capacity().unwrap_or(0)
+    }
+}
