@@ -98,8 +98,8 @@ pub fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     // Only the key's SHA-256 leaves this block: the secret is neither copied nor kept.
     let checked = match credential(req.headers()) {
-        Ok(token) => match check_format(&state.service.config().key_prefix, &token) {
-            Ok(()) => Ok(KeyHash::digest(&token)),
+        Ok(token) => match check_format(&state.service.config().key_prefix, token) {
+            Ok(()) => Ok(KeyHash::digest(token)),
             Err(reason) => Err(ApiError::auth(AuthFailure::Malformed(reason))),
         },
         Err(e) => Err(e),
