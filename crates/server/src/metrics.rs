@@ -1,7 +1,7 @@
 //! Prometheus metrics, kept in memory with bounded labels: routes are matched route
 //! templates (or `unmatched`), never raw paths, so a client cannot grow the label set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,10 +18,17 @@ struct Histogram {
     sum: f64,
 }
 
+/// Counts of one route. Few methods and statuses occur per route, so small vectors searched
+/// in place beat maps, and a request allocates nothing once its route has been seen.
+#[derive(Default)]
+struct RouteStats {
+    counts: Vec<(&'static str, u16, u64)>,
+    latency: Vec<(&'static str, Histogram)>,
+}
+
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(&'static str, String, u16), u64>,
-    latency: BTreeMap<(&'static str, String), Histogram>,
+    routes: HashMap<String, RouteStats>,
     auth_failures: BTreeMap<&'static str, u64>,
     rate_limited: u64,
 }
@@ -60,10 +67,28 @@ impl Metrics {
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let Ok(mut m) = self.inner.lock() else { return };
         let method = method_label(method);
-        *m.requests
-            .entry((method, route.to_string(), status))
-            .or_default() += 1;
-        let h = m.latency.entry((method, route.to_string())).or_default();
+        if !m.routes.contains_key(route) {
+            m.routes.insert(route.to_string(), RouteStats::default());
+        }
+        let Some(r) = m.routes.get_mut(route) else {
+            return;
+        };
+        match r
+            .counts
+            .iter_mut()
+            .find(|(m, s, _)| *m == method && *s == status)
+        {
+            Some(c) => c.2 += 1,
+            None => r.counts.push((method, status, 1)),
+        }
+        let h = match r.latency.iter().position(|(m, _)| *m == method) {
+            Some(i) => &mut r.latency[i].1,
+            None => {
+                r.latency.push((method, Histogram::default()));
+                let last = r.latency.len() - 1;
+                &mut r.latency[last].1
+            }
+        };
         let secs = elapsed.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
@@ -95,15 +120,24 @@ impl Metrics {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP keyward_http_requests_total HTTP requests answered, by method, matched route and status.");
         let _ = writeln!(out, "# TYPE keyward_http_requests_total counter");
-        for ((method, route, status), n) in &m.requests {
-            let _ = writeln!(out, "keyward_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}", escape(route));
+        let mut routes: Vec<(&String, &RouteStats)> = m.routes.iter().collect();
+        routes.sort_by(|a, b| a.0.cmp(b.0));
+        for (route, r) in &routes {
+            let mut counts = r.counts.clone();
+            counts.sort();
+            for (method, status, n) in counts {
+                let _ = writeln!(out, "keyward_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}", escape(route));
+            }
         }
         let _ = writeln!(out, "# HELP keyward_http_request_duration_seconds Time to answer HTTP requests, by method and matched route.");
         let _ = writeln!(
             out,
             "# TYPE keyward_http_request_duration_seconds histogram"
         );
-        for ((method, route), h) in &m.latency {
+        for (route, method, h) in routes
+            .iter()
+            .flat_map(|(route, r)| r.latency.iter().map(move |(m, h)| (route, m, h)))
+        {
             let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(

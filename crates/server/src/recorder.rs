@@ -48,12 +48,19 @@ impl Outcome {
     }
 }
 
+/// What one key did since the last flush.
+struct PerKey {
+    org: OrgId,
+    agent: AgentId,
+    /// Counts per minute; almost always one or two minutes between flushes.
+    minutes: Vec<(UnixMillis, Counts)>,
+    last_used: UnixMillis,
+}
+
+/// Keyed by the key alone so that recording a request of a key already seen allocates nothing.
 #[derive(Default)]
 struct Pending {
-    /// (key, minute) → (organization, agent, counts)
-    usage: HashMap<(KeyId, UnixMillis), (OrgId, AgentId, Counts)>,
-    /// key → (organization, latest use)
-    last_used: HashMap<KeyId, (OrgId, UnixMillis)>,
+    keys: HashMap<KeyId, PerKey>,
 }
 
 /// Collects key uses; [`UsageRecorder::flush`] writes them.
@@ -76,21 +83,31 @@ impl UsageRecorder {
         at: UnixMillis,
         outcome: Outcome,
     ) {
-        let Ok(mut p) = self.pending.lock() else {
+        let Ok(mut guard) = self.pending.lock() else {
             return;
         };
+        let p = &mut *guard;
         let minute = Granularity::Minute.floor(at);
         let counts = outcome.counts();
-        if let Some(entry) = p.usage.get_mut(&(key.clone(), minute)) {
-            entry.2.add(&counts);
-        } else if p.usage.len() < MAX_PENDING {
-            p.usage
-                .insert((key.clone(), minute), (org.clone(), agent.clone(), counts));
-        }
-        if let Some(entry) = p.last_used.get_mut(key) {
-            entry.1 = entry.1.max(at);
-        } else if p.last_used.len() < MAX_PENDING {
-            p.last_used.insert(key.clone(), (org.clone(), at));
+        let room = p.keys.len() < MAX_PENDING;
+        match p.keys.get_mut(key) {
+            Some(k) => {
+                k.last_used = k.last_used.max(at);
+                match k.minutes.iter_mut().find(|(m, _)| *m == minute) {
+                    Some((_, c)) => c.add(&counts),
+                    None => k.minutes.push((minute, counts)),
+                }
+            }
+            None if room => {
+                let per_key = PerKey {
+                    org: org.clone(),
+                    agent: agent.clone(),
+                    minutes: vec![(minute, counts)],
+                    last_used: at,
+                };
+                p.keys.insert(key.clone(), per_key);
+            }
+            None => {}
         }
     }
 
@@ -98,27 +115,27 @@ impl UsageRecorder {
     /// next attempt.
     pub async fn flush(&self, store: &Store) {
         let taken = match self.pending.lock() {
-            Ok(mut p) => std::mem::take(&mut *p),
+            Ok(mut p) => std::mem::take(&mut p.keys),
             Err(_) => return,
         };
-        if taken.usage.is_empty() && taken.last_used.is_empty() {
+        if taken.is_empty() {
             return;
         }
         let increments: Vec<Increment> = taken
-            .usage
             .iter()
-            .map(|((key, minute), (org, agent, counts))| Increment {
-                org: org.clone(),
-                agent: agent.clone(),
-                key: key.clone(),
-                minute: *minute,
-                counts: *counts,
+            .flat_map(|(key, k)| {
+                k.minutes.iter().map(move |(minute, counts)| Increment {
+                    org: k.org.clone(),
+                    agent: k.agent.clone(),
+                    key: key.clone(),
+                    minute: *minute,
+                    counts: *counts,
+                })
             })
             .collect();
         let used: Vec<(OrgId, KeyId, UnixMillis)> = taken
-            .last_used
             .iter()
-            .map(|(k, (o, at))| (o.clone(), k.clone(), *at))
+            .map(|(key, k)| (k.org.clone(), key.clone(), k.last_used))
             .collect();
         let result = async {
             let mut tx = store.begin().await?;
@@ -133,20 +150,26 @@ impl UsageRecorder {
         }
     }
 
-    fn restore(&self, taken: Pending) {
+    /// Puts counts that could not be written back, merged with anything recorded since.
+    fn restore(&self, taken: HashMap<KeyId, PerKey>) {
         let Ok(mut p) = self.pending.lock() else {
             return;
         };
-        for (k, (org, agent, counts)) in taken.usage {
-            p.usage
-                .entry(k)
-                .or_insert((org, agent, Counts::default()))
-                .2
-                .add(&counts);
-        }
-        for (k, (org, at)) in taken.last_used {
-            let e = p.last_used.entry(k).or_insert((org, at));
-            e.1 = e.1.max(at);
+        for (key, old) in taken {
+            match p.keys.get_mut(&key) {
+                Some(k) => {
+                    k.last_used = k.last_used.max(old.last_used);
+                    for (minute, counts) in old.minutes {
+                        match k.minutes.iter_mut().find(|(m, _)| *m == minute) {
+                            Some((_, c)) => c.add(&counts),
+                            None => k.minutes.push((minute, counts)),
+                        }
+                    }
+                }
+                None => {
+                    p.keys.insert(key, old);
+                }
+            }
         }
     }
 

@@ -71,7 +71,9 @@ pub fn router(state: AppState) -> Router {
                 .extensions()
                 .get::<request_id::RequestId>()
                 .map_or("", |r| r.0.as_str());
-            tracing::info_span!("request", method = %req.method(), route, request_id)
+            // Debug level: at the default `info` the span costs nothing per request; 5xx answers
+            // are logged with their request id by the request-id layer.
+            tracing::debug_span!("request", method = %req.method(), route, request_id)
         }))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,

@@ -47,6 +47,9 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         None => None,
     };
     if let Some(error) = error {
+        if error.status.is_server_error() {
+            tracing::error!(request_id = %id, status = %error.status, code = error.code, "answered with a server error");
+        }
         let (mut parts, _) = response.into_parts();
         parts.status = error.status;
         parts.headers.insert(
