@@ -286,6 +286,7 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
             trusted_proxies,
             change_watch: Duration::from_millis(change_watch_ms),
             usage_retention_days,
+            key_cache_capacity: keyward_server::cache::DEFAULT_CAPACITY,
             generator: generator_config(file.generator.as_ref()),
             worker: Default::default(),
             clock: keyward_server::Clock::system(),

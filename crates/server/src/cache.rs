@@ -120,11 +120,35 @@ impl KeyCache {
 
     /// Entries held now (approximate; for tests and metrics).
     pub async fn entry_count(&self) -> u64 {
-        self.entries.run_pending_tasks().await;
+        // Eviction runs in maintenance passes, each handling a bounded batch of writes.
+        for _ in 0..64 {
+            self.entries.run_pending_tasks().await;
+        }
         self.entries.entry_count()
     }
 
     pub fn capacity(&self) -> u64 {
         self.entries.policy().max_capacity().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stays_within_capacity() {
+        let cache = KeyCache::new(100);
+        for i in 0..1000u32 {
+            let mut digest = [0u8; 32];
+            digest[..4].copy_from_slice(&i.to_be_bytes());
+            let got = cache
+                .get_or_load(&digest, || async { Ok::<_, std::io::Error>(None) })
+                .await
+                .unwrap();
+            assert!(got.is_none());
+        }
+        let n = cache.entry_count().await;
+        assert!(n <= 100, "{n} entries");
     }
 }

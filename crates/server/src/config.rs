@@ -21,6 +21,8 @@ pub struct Config {
     pub change_watch: Duration,
     /// Days per-minute usage rows are kept (hourly and daily sums stay longer).
     pub usage_retention_days: u32,
+    /// Most entries in the key cache (known and unknown keys together).
+    pub key_cache_capacity: u64,
     /// Which content generator jobs run with.
     pub generator: crate::generator::GeneratorConfig,
     /// How the generation worker paces itself (leases, polling).
@@ -40,6 +42,7 @@ impl Default for Config {
             trusted_proxies: vec!["127.0.0.1/32".parse().unwrap_or_else(|_| IpNet::default())],
             change_watch: Duration::from_millis(250),
             usage_retention_days: 90,
+            key_cache_capacity: crate::cache::DEFAULT_CAPACITY,
             generator: crate::generator::GeneratorConfig::default(),
             worker: crate::worker::WorkerTiming::default(),
             clock: Clock::system(),

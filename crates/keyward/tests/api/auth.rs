@@ -570,3 +570,40 @@ async fn the_openapi_document_describes_every_route() {
     unique.dedup();
     assert_eq!(ids.len(), unique.len(), "operation ids are unique");
 }
+
+#[tokio::test]
+async fn the_key_cache_stays_bounded_under_a_flood_of_unknown_keys() {
+    let app = crate::helpers::spawn_app_with(|c| c.key_cache_capacity = 200).await;
+    let t = app.tenant("Acme", "pro", ALL).await;
+    app.get("/v1/whoami", &t.key).await.expect(200, "");
+    let prefix = keyward_core::KeyPrefix::default();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let client = app.client.clone();
+        let url = app.url("/v1/whoami");
+        let prefix = prefix.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..250 {
+                let unknown = keyward_core::ApiKey::generate(&prefix);
+                let r = client
+                    .get(&url)
+                    .bearer_auth(unknown.expose())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 401);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(app.service.key_cache().capacity(), 200);
+    let held = app.service.key_cache().entry_count().await;
+    assert!(
+        held <= 200,
+        "the cache holds {held} entries, over its capacity of 200"
+    );
+    // The hot key still works (and a repeated unknown key is answered from the cache).
+    app.get("/v1/whoami", &t.key).await.expect(200, "");
+}

@@ -42,10 +42,11 @@ pub struct Service {
 
 impl Service {
     pub fn new(store: Store, config: Arc<Config>) -> Self {
+        let keys = crate::cache::KeyCache::new(config.key_cache_capacity);
         Self {
             store,
             config,
-            keys: crate::cache::KeyCache::default(),
+            keys,
         }
     }
 
