@@ -53,6 +53,29 @@ pub enum Command {
     /// API keys: create, list, update, revoke, roll
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Tools for development and benchmarks (not for production data)
+    #[command(subcommand, hide = true)]
+    Dev(DevCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DevCommand {
+    /// Create many keys for an agent fast (batched inserts), writing the raw keys to a file.
+    /// For benchmarks: the file is the only place the keys appear.
+    SeedKeys {
+        /// Organization id or slug
+        #[arg(long)]
+        org: String,
+        /// Agent id or name
+        #[arg(long)]
+        agent: String,
+        /// How many keys to create
+        #[arg(long)]
+        count: u64,
+        /// Where to write the raw keys, one per line
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]

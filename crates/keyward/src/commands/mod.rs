@@ -2,6 +2,7 @@
 //! the same service layer as the HTTP API.
 
 mod admin;
+mod dev;
 mod keys;
 mod serve;
 
@@ -116,6 +117,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Team(c) => admin::team(&open(&settings).await?, c, out).await,
         Command::Agent(c) => keys::agent(&open(&settings).await?, c, out).await,
         Command::Key(c) => keys::key(&open(&settings).await?, c, out).await,
+        Command::Dev(c) => dev::run(&open(&settings).await?, c, out).await,
     }
 }
 

@@ -536,6 +536,52 @@ async fn serve_demo_prints_a_working_key_once() {
         .unwrap();
     assert_eq!(who["plan"]["name"], "pro");
     assert_eq!(who["capabilities"].as_array().unwrap().len(), 8);
+    // Demo content: two websites (one of the demo team), blogs, some of them drafts.
+    let c = reqwest::Client::new();
+    let get = |path: &str| {
+        let c = c.clone();
+        let url = server.url(path);
+        let key = key.to_string();
+        async move {
+            c.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let sites = get("/v1/websites").await;
+    assert_eq!(sites["data"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        sites["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["team_id"].is_string())
+            .count(),
+        1
+    );
+    let published = get("/v1/blogs?limit=100").await["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    let all = get("/v1/blogs?status=any&limit=100").await["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(all, 12);
+    assert!(
+        published >= 6 && published < all,
+        "{published} published of {all}"
+    );
+    assert!(!get("/v1/categories").await["data"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(!get("/v1/tags").await["data"].as_array().unwrap().is_empty());
     drop(server);
     // On a store with data, --demo loads nothing and says so.
     let again = ServerProcess::start(dir.path(), &db, &["--demo"], &[]);

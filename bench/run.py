@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""keyward's HTTP benchmarks: throughput, server CPU per request and latency of key checks,
+against a bare axum hello-world measured in the same run. See bench/README.md.
+
+Runs the keyward release binary with its default configuration (every middleware on) on
+CPU 0 and the load generator on CPU 1. Standard library only.
+"""
+import argparse
+import base64
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zlib
+from http.client import HTTPConnection
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KEYWARD = os.path.join(ROOT, "target", "release", "keyward")
+TOOLS_TARGET = os.path.join(ROOT, "target", "bench-tools")
+HELLO = os.path.join(TOOLS_TARGET, "release", "hello")
+LOADGEN = os.path.join(TOOLS_TARGET, "release", "loadgen")
+TICKS = os.sysconf("SC_CLK_TCK")
+B62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build():
+    log("building keyward (release) and the bench tools ...")
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "keyward"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "--manifest-path", "bench/tools/Cargo.toml"],
+                   cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": TOOLS_TARGET})
+
+
+def b62(n, width):
+    out = []
+    for _ in range(width):
+        out.append(B62[n % 62])
+        n //= 62
+    return "".join(reversed(out))
+
+
+def well_formed_unknown_key(rng):
+    """A key with a valid checksum that no one created: passes the format check, unknown."""
+    body = "kw_" + "".join(rng.choice(B62) for _ in range(32))
+    return body + b62(zlib.crc32(body.encode()), 6)
+
+
+def malformed_key(rng):
+    key = well_formed_unknown_key(rng)
+    return key[:-1] + ("0" if key[-1] != "0" else "1")
+
+
+class Server:
+    """A server process pinned to one CPU; knows its address, start-up time, CPU and RSS."""
+
+    def __init__(self, argv, cwd, cpu=0, env=None):
+        started = time.monotonic()
+        self.proc = subprocess.Popen(["taskset", "-c", str(cpu)] + argv, cwd=cwd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=env)
+        line = self.proc.stdout.readline().strip()
+        self.startup_s = time.monotonic() - started
+        if not line.startswith("Listening on "):
+            raise SystemExit(f"server did not start: {line!r}")
+        self.base = line[len("Listening on "):]
+        self.addr = self.base[len("http://"):]
+
+    def cpu_seconds(self):
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+    def rss_mib(self):
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wrk(server, path, keys_file, seconds, expect):
+    """Runs wrk (1 thread, 64 connections) on CPU 1; returns the figures of the run."""
+    env = {**os.environ, "KEYS_FILE": keys_file or os.devnull}
+    argv = ["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{seconds}s", "--latency"]
+    if keys_file:
+        argv += ["-s", os.path.join(ROOT, "bench", "rotate.lua")]
+    cpu_before = server.cpu_seconds()
+    out = subprocess.run(argv + [server.base + path], capture_output=True, text=True, env=env, check=True).stdout
+    cpu = server.cpu_seconds() - cpu_before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    statuses = {}
+    m = re.search(r"STATUSES (.*)", out)
+    if m:
+        for part in m.group(1).split():
+            status, n = part.split("=")
+            statuses[int(status)] = int(n)
+        unexpected = {s: n for s, n in statuses.items() if s != expect}
+        if unexpected:
+            raise SystemExit(f"unexpected answers on {path}: {unexpected} (expected only {expect})")
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if expect == 200 and errors:
+        raise SystemExit(f"non-2xx answers in a valid-key run: {errors.group(1)}")
+    lat = re.search(r"LATENCY p50_us=(\d+) p99_us=(\d+)", out)
+    if lat:
+        p50, p99 = int(lat.group(1)), int(lat.group(2))
+    else:
+        p50 = parse_wrk_latency(re.search(r"50%\s+(\S+)", out).group(1))
+        p99 = parse_wrk_latency(re.search(r"99%\s+(\S+)", out).group(1))
+    return {"requests": requests, "rps": rps, "p50_us": p50, "p99_us": p99,
+            "cpu_us_per_req": cpu * 1e6 / max(requests, 1), "statuses": statuses}
+
+
+def parse_wrk_latency(text):
+    value = float(re.match(r"[\d.]+", text).group(0))
+    unit = text[len(re.match(r"[\d.]+", text).group(0)):]
+    return value * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+
+
+def keyward(workdir, *args, stdin=None):
+    out = subprocess.run([KEYWARD, "--json", *args], cwd=workdir, capture_output=True, text=True, check=True,
+                         input=stdin)
+    return json.loads(out.stdout) if out.stdout.strip() else None
+
+
+def prepare_store(workdir, n_keys):
+    with open(os.path.join(workdir, "keyward.toml"), "w") as f:
+        f.write('[plans.bench]\napi_access = true\nrate_limit = { limit = 1000000000, window_seconds = 60 }\n')
+    keyward(workdir, "org", "create", "--name", "Bench", "--slug", "bench", "--plan", "bench")
+    admin = keyward(workdir, "agent", "create", "--org", "bench", "--name", "Admin",
+                    "--capabilities", "account:read,keys:write,keys:verify")["first_key"]["secret"]
+    keyward(workdir, "agent", "create", "--org", "bench", "--name", "Load", "--capabilities", "content:read")
+    started = time.monotonic()
+    keyward(workdir, "dev", "seed-keys", "--org", "bench", "--agent", "Load", "--count", str(n_keys),
+            "--out", os.path.join(workdir, "keys.txt"))
+    return admin, time.monotonic() - started
+
+
+def write_keys(path, keys):
+    with open(path, "w") as f:
+        f.write("\n".join(keys) + "\n")
+
+
+def request(base, path, key, method="GET", body=None):
+    req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None,
+                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def usage_check(server, admin, workdir, n=1000):
+    """Sends exactly `n` requests with one key and checks its usage series says `n`."""
+    agent = keyward(workdir, "agent", "list", "--org", "bench")["data"]
+    load_agent = next(a["id"] for a in agent if a["name"] == "Load")
+    status, key = request(server.base, f"/v1/agents/{load_agent}/keys", admin, "POST", {"name": "usage-check"})
+    assert status == 201, key
+    conn = HTTPConnection(server.addr)
+    for _ in range(n):
+        conn.request("GET", "/v1/whoami", headers={"Authorization": f"Bearer {key['secret']}"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200, r.status
+    time.sleep(2.5)  # usage is flushed every second
+    status, usage = request(server.base, f"/v1/usage?key_id={key['id']}&granularity=minute", admin)
+    counted = sum(p["requests"] for p in usage["data"])
+    if counted != n:
+        raise SystemExit(f"usage series says {counted} requests for a key that sent {n}")
+    return counted
+
+
+def revocation_bound(server, admin, workdir, trials):
+    """Revokes warm keys from another process (the CLI) and times until the server refuses them."""
+    agents = keyward(workdir, "agent", "list", "--org", "bench")["data"]
+    load_agent = next(a["id"] for a in agents if a["name"] == "Load")
+    delays, same_node_misses = [], 0
+    conn = HTTPConnection(server.addr)
+
+    def status_of(key):
+        conn.request("GET", "/v1/whoami", headers={"Authorization": f"Bearer {key}"})
+        r = conn.getresponse()
+        r.read()
+        return r.status
+
+    for _ in range(trials):
+        _, key = request(server.base, f"/v1/agents/{load_agent}/keys", admin, "POST", {"name": "revocation-bound"})
+        assert status_of(key["secret"]) == 200
+        subprocess.run([KEYWARD, "key", "revoke", key["id"]], cwd=workdir, check=True, capture_output=True)
+        revoked_at = time.monotonic()
+        while status_of(key["secret"]) != 401:
+            if time.monotonic() - revoked_at > 1.0:
+                raise SystemExit("a key revoked by another process was still accepted after 1 s")
+            time.sleep(0.002)
+        delays.append((time.monotonic() - revoked_at) * 1000)
+        # Same node: revoke through the API, the very next request must fail.
+        _, key = request(server.base, f"/v1/agents/{load_agent}/keys", admin, "POST", {"name": "same-node"})
+        assert status_of(key["secret"]) == 200
+        request(server.base, f"/v1/keys/{key['id']}/revoke", admin, "POST", {})
+        if status_of(key["secret"]) != 401:
+            same_node_misses += 1
+    delays.sort()
+    q = lambda p: delays[min(len(delays) - 1, int(len(delays) * p))]
+    return {"trials": trials, "min_ms": delays[0], "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99),
+            "max_ms": delays[-1], "same_node_misses": same_node_misses}
+
+
+def loadgen(server, keys_file, rate, seconds):
+    out = subprocess.run(["taskset", "-c", "1", LOADGEN, "--url", server.base + "/v1/whoami", "--rate", str(int(rate)),
+                          "--duration", str(seconds), "--connections", "64", "--keys", keys_file],
+                         capture_output=True, text=True, check=True).stdout
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--keys", type=int, default=10_000, help="keys to seed (default 10000)")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
+    ap.add_argument("--scale", type=int, default=0, help="also run with this many keys (e.g. 1000000)")
+    ap.add_argument("--revocations", type=int, default=30, help="revocation trials (default 30)")
+    ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--json", help="write the results here as JSON")
+    a = ap.parse_args()
+    for tool in ("wrk", "taskset"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is needed: apt-get install wrk util-linux")
+    if not a.skip_build:
+        build()
+    rng = random.Random(7)
+    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "duration_s": a.duration}
+
+    # The ceiling.
+    hello = Server([HELLO, "127.0.0.1:0"], cwd=ROOT)
+    wrk(hello, "/", None, 3, 200)
+    results["hello"] = wrk(hello, "/", None, a.duration, 200)
+    hello.stop()
+    log(f"hello-world: {results['hello']['rps']:.0f} req/s, {results['hello']['cpu_us_per_req']:.2f} µs CPU/req")
+
+    work = tempfile.mkdtemp(prefix="keyward-bench-")
+    admin, seed_s = prepare_store(work, a.keys)
+    keys_file = os.path.join(work, "keys.txt")
+    write_keys(os.path.join(work, "unknown.txt"), [well_formed_unknown_key(rng) for _ in range(10_000)])
+    write_keys(os.path.join(work, "malformed.txt"), [malformed_key(rng) for _ in range(10_000)])
+    server = Server([KEYWARD, "serve", "--listen", "127.0.0.1:0"], cwd=work)
+    results["keyward_10k"] = {"startup_s": server.startup_s, "seed_s": seed_s}
+    wrk(server, "/v1/whoami", keys_file, 3, 200)  # warm the cache
+    for name, f, expect in [("valid", keys_file, 200), ("unknown", os.path.join(work, "unknown.txt"), 401),
+                            ("malformed", os.path.join(work, "malformed.txt"), 401)]:
+        r = wrk(server, "/v1/whoami", f, a.duration, expect)
+        results["keyward_10k"][name] = r
+        log(f"whoami {name}: {r['rps']:.0f} req/s, {r['cpu_us_per_req']:.2f} µs CPU/req, p99 {r['p99_us']:.0f} µs")
+    results["keyward_10k"]["rss_mib"] = server.rss_mib()
+    peak = results["keyward_10k"]["valid"]["rps"]
+    results["fixed_rate"] = loadgen(server, keys_file, peak / 2, a.duration)
+    log(f"at {peak / 2:.0f} req/s: {results['fixed_rate']}")
+    results["usage_check"] = usage_check(server, admin, work)
+    results["revocation"] = revocation_bound(server, admin, work, a.revocations)
+    log(f"revocation bound: {results['revocation']}")
+    server.stop()
+
+    if a.scale:
+        scale_work = tempfile.mkdtemp(prefix="keyward-bench-scale-")
+        _, seed_s = prepare_store(scale_work, a.scale)
+        everything = open(os.path.join(scale_work, "keys.txt")).read().split()
+        write_keys(os.path.join(scale_work, "hot.txt"), rng.sample(everything, 10_000))
+        del everything
+        write_keys(os.path.join(scale_work, "unknown.txt"), [well_formed_unknown_key(rng) for _ in range(200_000)])
+        server = Server([KEYWARD, "serve", "--listen", "127.0.0.1:0"], cwd=scale_work)
+        scale = {"keys": a.scale, "seed_s": seed_s, "startup_s": server.startup_s, "rss_idle_mib": server.rss_mib()}
+        wrk(server, "/v1/whoami", os.path.join(scale_work, "hot.txt"), 3, 200)
+        scale["valid_hot"] = wrk(server, "/v1/whoami", os.path.join(scale_work, "hot.txt"), a.duration, 200)
+        scale["rss_mib"] = server.rss_mib()
+        scale["unknown_all_different"] = wrk(server, "/v1/whoami", os.path.join(scale_work, "unknown.txt"), a.duration, 401)
+        scale["rss_after_unknown_mib"] = server.rss_mib()
+        server.stop()
+        results["keyward_scale"] = scale
+        log(f"{a.scale} keys: {scale}")
+        shutil.rmtree(scale_work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+    report(results)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return f"{os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB"
+
+
+def report(r):
+    h = r["hello"]
+    print(f"\nmachine: {r['machine']}; {r['duration_s']} s per run; server on CPU 0, wrk -t1 -c64 on CPU 1\n")
+    print("| run | req/s | × ceiling | p50 µs | p99 µs | server CPU µs/req | × ceiling |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    rows = [("hello-world (ceiling)", h)] + [(f"keyward whoami, {n} keys", r["keyward_10k"][n]) for n in ("valid", "unknown", "malformed")]
+    if "keyward_scale" in r:
+        rows.append((f"keyward whoami, valid, hot 10k of {r['keyward_scale']['keys']}", r["keyward_scale"]["valid_hot"]))
+        rows.append((f"keyward whoami, all-different unknown", r["keyward_scale"]["unknown_all_different"]))
+    for name, x in rows:
+        print(f"| {name} | {x['rps']:.0f} | {x['rps'] / h['rps']:.2f} | {x['p50_us']:.0f} | {x['p99_us']:.0f} | "
+              f"{x['cpu_us_per_req']:.2f} | {x['cpu_us_per_req'] / h['cpu_us_per_req']:.2f} |")
+    f = r["fixed_rate"]
+    print(f"\nfixed rate {f['rate']:.0f} req/s: p50 {f['p50_us']:.0f} µs, p99 {f['p99_us']:.0f} µs, p999 {f['p999_us']:.0f} µs, max {f['max_us']:.0f} µs")
+    v = r["revocation"]
+    print(f"cross-process revocation ({v['trials']} trials): min {v['min_ms']:.1f} ms, p50 {v['p50_ms']:.1f}, "
+          f"p90 {v['p90_ms']:.1f}, p99 {v['p99_ms']:.1f}, max {v['max_ms']:.1f}; same-node misses: {v['same_node_misses']}")
+    print(f"usage check: {r['usage_check']} requests sent and counted")
+    k = r["keyward_10k"]
+    print(f"10k keys: start-up {k['startup_s']:.2f} s, RSS {k['rss_mib']:.1f} MiB")
+    if "keyward_scale" in r:
+        s = r["keyward_scale"]
+        print(f"{s['keys']} keys: seeded in {s['seed_s']:.0f} s, start-up {s['startup_s']:.2f} s, RSS idle {s['rss_idle_mib']:.1f} MiB, "
+              f"after hot run {s['rss_mib']:.1f} MiB, after unknown flood {s['rss_after_unknown_mib']:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
