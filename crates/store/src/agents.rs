@@ -81,6 +81,23 @@ pub async fn get(conn: &mut Conn, org: &OrgId, id: &AgentId) -> Result<Option<Ag
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
+/// A live agent of `org`, locked for the rest of the transaction (PostgreSQL).
+pub async fn get_for_update(
+    conn: &mut Conn,
+    org: &OrgId,
+    id: &AgentId,
+) -> Result<Option<Agent>, StoreError> {
+    let lock = crate::keys::lock_clause(conn);
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM agents a WHERE a.organization_id = $1 AND a.id = $2 AND a.deleted_at IS NULL{lock}"
+    ))
+    .bind(org.as_str())
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}
+
 /// A live agent of `org` found by its (unique) name.
 pub async fn get_by_name(
     conn: &mut Conn,
@@ -153,7 +170,6 @@ pub async fn update(conn: &mut Conn, org: &OrgId, agent: &Agent) -> Result<(), S
     .execute(&mut *conn)
     .await
     .map_err(|e| StoreError::on_unique(e, || name_taken(&agent.name)))?;
-    crate::keys::bump_auth_version(conn).await?;
     Ok(())
 }
 
@@ -170,7 +186,6 @@ pub async fn mark_deleted(
         .bind(id.as_str())
         .execute(&mut *conn)
         .await?;
-    crate::keys::bump_auth_version(conn).await?;
     Ok(())
 }
 

@@ -126,7 +126,9 @@ pub async fn insert(conn: &mut Conn, key: &KeyRecord) -> Result<(), StoreError> 
 
 /// Marks that something authentication depends on changed (a revocation, an expiry, an
 /// agent's capabilities, a plan). Runs inside the change's own transaction, so other
-/// processes watching [`auth_version`] see the change exactly when it commits.
+/// processes watching [`auth_version`] see the change exactly when it commits. Call it as the
+/// last statement before the commit: every such transaction then takes this one shared row
+/// last, which keeps lock order consistent (no deadlocks) and holds the row briefly.
 pub async fn bump_auth_version(conn: &mut Conn) -> Result<(), StoreError> {
     sqlx::query("UPDATE auth_changes SET version = version + 1 WHERE id = 1")
         .execute(conn)
@@ -141,6 +143,35 @@ pub async fn auth_version(conn: &mut Conn) -> Result<i64, StoreError> {
             .fetch_one(conn)
             .await?,
     )
+}
+
+/// `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose write transactions already run one
+/// at a time (`BEGIN IMMEDIATE`).
+pub(crate) fn lock_clause(conn: &Conn) -> &'static str {
+    if conn.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    }
+}
+
+/// A key visible in `scope`, locked for the rest of the transaction: for changes that read,
+/// decide, then write.
+pub async fn get_for_update(
+    conn: &mut Conn,
+    scope: &Scope,
+    id: &KeyId,
+) -> Result<Option<KeyRecord>, StoreError> {
+    let lock = lock_clause(conn);
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM api_keys k WHERE {SCOPE_SQL} AND k.id = $3{lock}"
+    ))
+    .bind(scope.org.as_str())
+    .bind(scope_team(scope))
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
 }
 
 /// A key visible in `scope`.
@@ -205,7 +236,6 @@ pub async fn update(conn: &mut Conn, scope: &Scope, key: &KeyRecord) -> Result<(
     .bind(key.id.as_str())
     .execute(&mut *conn)
     .await?;
-    bump_auth_version(conn).await?;
     Ok(())
 }
 
@@ -230,9 +260,6 @@ pub async fn revoke(
     .bind(id.as_str())
     .execute(&mut *conn)
     .await?;
-    if done.rows_affected() > 0 {
-        bump_auth_version(conn).await?;
-    }
     Ok(done.rows_affected() > 0)
 }
 
@@ -256,31 +283,33 @@ pub async fn revoke_all_of_agent(
     .bind(agent.as_str())
     .execute(&mut *conn)
     .await?;
-    bump_auth_version(conn).await?;
     Ok(done.rows_affected())
 }
 
-/// Records that `id` was rolled into `to`, and sets its new (earlier) expiry.
+/// Records that `id` was rolled into `to`, and sets its new (earlier) expiry — only if it is
+/// still rollable (not rolled, not revoked, not expired at `now`). Answers whether it was.
 pub async fn mark_rolled(
     conn: &mut Conn,
     scope: &Scope,
     id: &KeyId,
     to: &KeyId,
     expires_at: UnixMillis,
-) -> Result<(), StoreError> {
-    sqlx::query(
+    now: UnixMillis,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
         "UPDATE api_keys SET rolled_to = $3, expires_at = $4
-         WHERE id = $5 AND organization_id = $1 AND ($2 = '' OR team_id = $2)",
+         WHERE id = $5 AND organization_id = $1 AND ($2 = '' OR team_id = $2)
+           AND rolled_to IS NULL AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $6)",
     )
     .bind(scope.org.as_str())
     .bind(scope_team(scope))
     .bind(to.as_str())
     .bind(expires_at)
     .bind(id.as_str())
-    .execute(&mut *conn)
+    .bind(now)
+    .execute(conn)
     .await?;
-    bump_auth_version(conn).await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Keys of `org` that count against a plan's `max_keys`: not revoked, not expired, and not

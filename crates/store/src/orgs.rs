@@ -79,13 +79,23 @@ pub async fn list_all(conn: &mut Conn) -> Result<Vec<Org>, StoreError> {
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
+/// Locks an organization's row for the rest of the transaction (PostgreSQL), so checks such
+/// as a plan's `max_keys` and the insert they guard cannot interleave with another's.
+pub async fn lock(conn: &mut Conn, id: &OrgId) -> Result<(), StoreError> {
+    let lock = crate::keys::lock_clause(conn);
+    sqlx::query(&format!("SELECT id FROM organizations WHERE id = $1{lock}"))
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn set_plan(conn: &mut Conn, id: &OrgId, plan: &str) -> Result<(), StoreError> {
     sqlx::query("UPDATE organizations SET plan = $1 WHERE id = $2")
         .bind(plan)
         .bind(id.as_str())
         .execute(&mut *conn)
         .await?;
-    crate::keys::bump_auth_version(conn).await?;
     Ok(())
 }
 

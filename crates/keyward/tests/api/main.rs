@@ -8,6 +8,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod concurrency;
 mod content;
 mod escalation;
 mod generation;

@@ -192,6 +192,7 @@ impl Service {
             audit::insert(&mut tx, &event).await?;
         }
         let active_keys = keys::count_active_of_agent(&mut tx, &caller.org, id, now).await?;
+        keys::bump_auth_version(&mut tx).await?;
         keyward_store::commit(tx).await?;
         self.auth_changed();
         Ok(AgentSummary { agent, active_keys })
@@ -221,6 +222,7 @@ impl Service {
             json!({"name": agent.name, "capabilities": agent.capabilities, "revoked_keys": revoked}),
         );
         audit::insert(&mut tx, &event).await?;
+        keys::bump_auth_version(&mut tx).await?;
         keyward_store::commit(tx).await?;
         self.auth_changed();
         Ok(())

@@ -97,6 +97,8 @@ impl Service {
         caller: &Caller,
         now: UnixMillis,
     ) -> Result<(), ServiceError> {
+        // Locked so that two creations cannot both pass the count.
+        orgs::lock(conn, &caller.org).await?;
         let org = orgs::get(conn, &caller.org)
             .await?
             .ok_or(ServiceError::NotFound("organization"))?;
@@ -121,7 +123,7 @@ impl Service {
         caller: &Caller,
         id: &AgentId,
     ) -> Result<Agent, ServiceError> {
-        let agent = agents::get(conn, &caller.org, id)
+        let agent = agents::get_for_update(conn, &caller.org, id)
             .await?
             .ok_or(ServiceError::NotFound("agent"))?;
         caller.require_within(&agent.capabilities)?;
@@ -259,7 +261,7 @@ impl Service {
         caller: &Caller,
         id: &KeyId,
     ) -> Result<KeyRecord, ServiceError> {
-        let key = keys::get(conn, &caller.scope(), id)
+        let key = keys::get_for_update(conn, &caller.scope(), id)
             .await?
             .ok_or(ServiceError::NotFound("key"))?;
         let agent = agents::get_including_deleted(conn, &caller.org, &key.agent)
@@ -323,6 +325,7 @@ impl Service {
             );
             audit::insert(&mut tx, &event).await?;
         }
+        keys::bump_auth_version(&mut tx).await?;
         keyward_store::commit(tx).await?;
         self.auth_changed();
         Ok(key)
@@ -367,6 +370,7 @@ impl Service {
         let key = keys::get(&mut tx, &caller.scope(), id)
             .await?
             .ok_or(ServiceError::NotFound("key"))?;
+        keys::bump_auth_version(&mut tx).await?;
         keyward_store::commit(tx).await?;
         self.auth_changed();
         Ok(key)
@@ -423,7 +427,11 @@ impl Service {
         keys::insert(&mut tx, &new).await?;
         let grace_end = now.saturating_add((grace as i64).saturating_mul(1000));
         let old_expiry = old.expires_at.map_or(grace_end, |own| own.min(grace_end));
-        keys::mark_rolled(&mut tx, &caller.scope(), &old.id, &new.id, old_expiry).await?;
+        if !keys::mark_rolled(&mut tx, &caller.scope(), &old.id, &new.id, old_expiry, now).await? {
+            return Err(ServiceError::Conflict(
+                "this key was just rolled or revoked by another request".into(),
+            ));
+        }
         let event = caller.event(
             now,
             "key.rolled",
@@ -434,6 +442,7 @@ impl Service {
         let old = keys::get(&mut tx, &caller.scope(), id)
             .await?
             .ok_or(ServiceError::NotFound("key"))?;
+        keys::bump_auth_version(&mut tx).await?;
         keyward_store::commit(tx).await?;
         self.auth_changed();
         Ok(RolledKey {

@@ -4,7 +4,7 @@ use keyward_core::{OrgId, Role, TeamId, UserId};
 use keyward_store::orgs::Org;
 use keyward_store::teams::Team;
 use keyward_store::users::{Member, User};
-use keyward_store::{audit, orgs, teams, users};
+use keyward_store::{audit, keys, orgs, teams, users};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -166,6 +166,7 @@ impl Service {
             audit::insert(&mut tx, &event).await?;
             org.plan = plan.to_string();
         }
+        keys::bump_auth_version(&mut tx).await?;
         keyward_store::commit(tx).await?;
         self.auth_changed();
         Ok(org)
