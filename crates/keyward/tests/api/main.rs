@@ -7,12 +7,15 @@
 mod helpers;
 
 mod auth;
+mod capabilities;
 mod cli;
 mod content;
 mod escalation;
+mod forward;
 mod generation;
 mod lifecycle;
 mod ratelimit;
 mod secrets;
 mod storage;
 mod usage;
+mod verify;

@@ -52,10 +52,11 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         auth::reject_keys_in_query,
     ));
-    let (routes, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", api)
         .merge(ops::router())
         .split_for_parts();
+    openapi::describe_capabilities(&mut doc, &state.service.config().capabilities);
     let _ = state.openapi.set(doc.to_json().unwrap_or_default());
     routes
         .fallback(|| async { ApiError::not_found() })
