@@ -41,7 +41,7 @@ pub struct ForwardTarget {
 }
 
 /// Reads the original request (see the module documentation) into a [`ForwardTarget`].
-pub async fn target(mut req: Request, next: Next) -> Response {
+pub async fn target(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let full_path = req
         .extensions()
         .get::<OriginalUri>()
@@ -59,6 +59,7 @@ pub async fn target(mut req: Request, next: Next) -> Response {
         Err(e) => return e.into_response(),
     };
     if query.as_deref().is_some_and(query_has_key) {
+        state.metrics.auth_failure("key_in_query");
         return key_in_query().into_response();
     }
     req.extensions_mut().insert(ForwardTarget { method, path });

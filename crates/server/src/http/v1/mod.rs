@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> OpenApiRouter<AppState> {
 
 /// Forward auth: the original request is read (and a key in its query refused) before the
 /// client's key is authenticated; an error's body is also copied into a header for nginx.
+/// The last layer added runs first: `error_header`, `target`, `authenticate`, the handler.
 fn forward(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(forward::check))
@@ -35,8 +36,11 @@ fn forward(state: AppState) -> OpenApiRouter<AppState> {
         // The document lists this form through `ApiDoc` (it cannot spell a catch-all).
         .route("/auth/forward/", any(forward::check_envoy))
         .route("/auth/forward/{*path}", any(forward::check_envoy))
-        .route_layer(axum::middleware::from_fn_with_state(state, authenticate))
-        .route_layer(axum::middleware::from_fn(forward::target))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(state, forward::target))
         .route_layer(axum::middleware::from_fn(forward::error_header))
 }
 
