@@ -185,3 +185,32 @@ fn refused(failure: AuthFailure) -> VerifyView {
         rate_limit: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal before the limiter answers its §3 code and message and shows nothing.
+    /// (`plan_without_api_access` cannot be reached over HTTP: a key of the caller's own
+    /// organization shares the caller's plan, which would have refused the caller first.)
+    #[test]
+    fn refusals_before_the_limiter_show_nothing() {
+        for (failure, code) in [
+            (
+                AuthFailure::Malformed(keyward_core::MalformedKey::BadChecksum),
+                "malformed_api_key",
+            ),
+            (AuthFailure::Invalid, "invalid_api_key"),
+            (AuthFailure::Revoked, "revoked_api_key"),
+            (AuthFailure::Expired, "expired_api_key"),
+            (AuthFailure::PlanWithoutApiAccess, "plan_without_api_access"),
+        ] {
+            let view = refused(failure);
+            assert!(!view.valid);
+            assert_eq!(view.code, code);
+            assert_eq!(view.message, Some(ApiError::auth(failure).message));
+            assert!(view.key.is_none() && view.agent.is_none() && view.rate_limit.is_none());
+            assert!(view.capabilities.is_empty());
+        }
+    }
+}
