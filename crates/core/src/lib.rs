@@ -2,13 +2,14 @@
 //! The pure core of keyward.
 //!
 //! Everything here is plain data and arithmetic: the API key format (generation, parsing,
-//! checksum, hashing, display hints), the capability catalog and its subset rules, typed
+//! checksum, hashing, display hints), the capability catalog and its subset rules, forward-auth route rules, typed
 //! prefixed identifiers, plans, rate-limit arithmetic and human durations. Nothing here does
 //! I/O, reads the clock or is async; callers pass the current time in.
 
 pub mod base62;
 pub mod capability;
 pub mod duration;
+pub mod forward;
 pub mod id;
 pub mod key;
 pub mod plan;
@@ -18,6 +19,7 @@ pub mod status;
 
 pub use capability::{Capability, CapabilityCatalog, CapabilitySet};
 pub use duration::HumanDuration;
+pub use forward::{ForwardRule, ForwardRules};
 pub use id::*;
 pub use key::{ApiKey, KeyHash, KeyPrefix, MalformedKey};
 pub use plan::{Plan, RateLimit};

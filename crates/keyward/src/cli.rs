@@ -156,7 +156,8 @@ pub enum AgentCommand {
         name: String,
         #[arg(long)]
         description: Option<String>,
-        /// Comma-separated, e.g. content:read,generate
+        /// Comma-separated, e.g. content:read,generate: the built-in capabilities and the
+        /// deployment's own from `[capabilities] custom` in keyward.toml
         #[arg(long, value_delimiter = ',', required = true)]
         capabilities: Vec<String>,
     },

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use ipnet::IpNet;
-use keyward_core::{CapabilityCatalog, KeyPrefix, Plan, RateLimit};
+use keyward_core::{CapabilityCatalog, ForwardRule, ForwardRules, KeyPrefix, Plan, RateLimit};
 use keyward_server::Config;
 use serde::Deserialize;
 
@@ -92,6 +92,8 @@ pub struct CustomCapability {
 pub struct ForwardSettings {
     #[serde(default)]
     pub routes: Vec<ForwardRoute>,
+    /// What a proxied request no rule matches needs; without it, such a request is denied.
+    pub default_capability: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,23 +230,7 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
         )
         .map_err(|e| anyhow!("{source}: capabilities.custom: {e}"))?,
     };
-    if let Some(forward) = &file.forward {
-        for (i, route) in forward.routes.iter().enumerate() {
-            capabilities
-                .parse(&route.capability)
-                .map_err(|e| anyhow!("{source}: forward.routes[{i}].capability: {e}"))?;
-            if route
-                .method
-                .as_deref()
-                .is_some_and(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
-            {
-                bail!("{source}: forward.routes[{i}].method must be an HTTP method in capitals, like GET");
-            }
-            if !route.path_prefix.starts_with('/') {
-                bail!("{source}: forward.routes[{i}].path_prefix must start with /");
-            }
-        }
-    }
+    let forward = forward_rules(file.forward.as_ref(), &capabilities, &source)?;
     let change_watch_ms = file.change_watch_ms.unwrap_or(250);
     if !(10..=1000).contains(&change_watch_ms) {
         bail!("{source}: change_watch_ms must be from 10 to 1000 (changes must reach every node within a second)");
@@ -283,6 +269,7 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
             key_prefix,
             plans,
             capabilities,
+            forward,
             trusted_proxies,
             change_watch: Duration::from_millis(change_watch_ms),
             usage_retention_days,
@@ -293,6 +280,41 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
         },
         config_path: path,
     })
+}
+
+/// `[[forward.routes]]` and `[forward] default_capability`, checked against the catalog
+/// (custom capabilities included). Errors name the rule by index and path prefix.
+fn forward_rules(
+    forward: Option<&ForwardSettings>,
+    catalog: &CapabilityCatalog,
+    source: &str,
+) -> anyhow::Result<ForwardRules> {
+    let Some(forward) = forward else {
+        return Ok(ForwardRules::default());
+    };
+    let mut rules = Vec::with_capacity(forward.routes.len());
+    for (i, route) in forward.routes.iter().enumerate() {
+        let name = format!(
+            "forward.routes[{i}] (path_prefix = {:?})",
+            route.path_prefix
+        );
+        let capability = catalog
+            .parse(&route.capability)
+            .map_err(|e| anyhow!("{source}: {name}: capability: {e}"))?;
+        let rule = ForwardRule::new(route.method.as_deref(), &route.path_prefix, capability)
+            .map_err(|e| anyhow!("{source}: {name}: {e}"))?;
+        rules.push(rule);
+    }
+    let default_capability = forward
+        .default_capability
+        .as_deref()
+        .map(|c| {
+            catalog
+                .parse(c)
+                .map_err(|e| anyhow!("{source}: forward.default_capability: {e}"))
+        })
+        .transpose()?;
+    Ok(ForwardRules::new(rules, default_capability))
 }
 
 /// The `[generator]` table over the built-in defaults.
@@ -405,6 +427,51 @@ mod tests {
         let s = load(&flags, |_| None).unwrap();
         assert!(s.app.capabilities.parse("reports:read").is_ok());
         assert_eq!(s.app.plan("pro").unwrap().max_keys, Some(1000));
+    }
+
+    #[test]
+    fn forward_routes_reach_the_server_config() {
+        let f = write(
+            "[capabilities]\ncustom = [{ name = \"reports:read\" }]\n\
+             [forward]\ndefault_capability = \"content:read\"\n\
+             [[forward.routes]]\nmethod = \"GET\"\npath_prefix = \"/reports\"\ncapability = \"reports:read\"\n\
+             [[forward.routes]]\npath_prefix = \"/\"\ncapability = \"keys:read\"\n",
+        );
+        let flags = Overrides {
+            config: Some(f.path().into()),
+            ..Default::default()
+        };
+        let s = load(&flags, |_| None).unwrap();
+        let rules = s.app.forward.rules();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].to_string(), "GET /reports -> reports:read");
+        assert_eq!(rules[1].to_string(), "* / -> keys:read");
+        assert_eq!(
+            s.app.forward.default_capability().map(|c| c.as_str()),
+            Some("content:read")
+        );
+    }
+
+    #[test]
+    fn bad_forward_rules_are_named() {
+        let cases = [
+            ("[[forward.routes]]\npath_prefix = \"/r\"\ncapability = \"reports:read\"\n", "forward.routes[0] (path_prefix = \"/r\"): capability: unknown capability"),
+            ("[[forward.routes]]\npath_prefix = \"/a\"\ncapability = \"keys:read\"\n[[forward.routes]]\nmethod = \"get\"\npath_prefix = \"/b\"\ncapability = \"keys:read\"\n", "forward.routes[1] (path_prefix = \"/b\"): method \"get\""),
+            ("[[forward.routes]]\npath_prefix = \"reports\"\ncapability = \"keys:read\"\n", "must start with /"),
+            ("[[forward.routes]]\npath_prefix = \"/a//b\"\ncapability = \"keys:read\"\n", "write it as \"/a/b\""),
+            ("[[forward.routes]]\npath_prefix = \"/a\"\n", "missing field `capability`"),
+            ("[[forward.routes]]\npath = \"/a\"\ncapability = \"keys:read\"\n", "unknown field `path`"),
+            ("[forward]\ndefault_capability = \"nope\"\n", "forward.default_capability: unknown capability"),
+        ];
+        for (text, want) in cases {
+            let f = write(text);
+            let flags = Overrides {
+                config: Some(f.path().into()),
+                ..Default::default()
+            };
+            let err = load(&flags, |_| None).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use keyward_core::{CapabilityCatalog, KeyPrefix, Plan};
+use keyward_core::{CapabilityCatalog, ForwardRules, KeyPrefix, Plan};
 
 use crate::Clock;
 
@@ -15,6 +15,9 @@ pub struct Config {
     /// Plans by name.
     pub plans: BTreeMap<String, Plan>,
     pub capabilities: CapabilityCatalog,
+    /// `[[forward.routes]]` and `[forward] default_capability`: what `GET /v1/auth/forward`
+    /// requires of a proxied request. Empty (the default) denies every proxied request.
+    pub forward: ForwardRules,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// How often changes made by other processes are picked up.
@@ -39,6 +42,7 @@ impl Default for Config {
                 .map(|p| (p.name.clone(), p))
                 .collect(),
             capabilities: CapabilityCatalog::default(),
+            forward: ForwardRules::default(),
             trusted_proxies: vec!["127.0.0.1/32".parse().unwrap_or_else(|_| IpNet::default())],
             change_watch: Duration::from_millis(250),
             usage_retention_days: 90,

@@ -601,3 +601,39 @@ impl GenerationView {
         }
     }
 }
+
+/// Where a key stands in its rate-limit window, as in the `X-RateLimit-*` headers.
+#[derive(Serialize, Debug, ToSchema)]
+pub struct RateLimitState {
+    /// Requests allowed per window.
+    pub limit: u64,
+    /// Requests left in the window after this check.
+    pub remaining: u64,
+    /// Unix time in milliseconds at which the oldest counted request leaves the window.
+    pub reset: i64,
+}
+
+/// The outcome of `POST /v1/keys/verify`: what a request with the checked key would get.
+#[derive(Serialize, Debug, ToSchema)]
+pub struct VerifyView {
+    /// Whether a request with the key (and the capability, if one was asked) would pass.
+    pub valid: bool,
+    /// `valid`, or the SPEC §3 code a request with the key would get: `malformed_api_key`,
+    /// `invalid_api_key`, `revoked_api_key`, `expired_api_key`, `plan_without_api_access`,
+    /// `rate_limited` or `insufficient_capability`.
+    #[schema(example = "valid")]
+    pub code: &'static str,
+    /// Why the key is not valid, as the error message of that code would say; `null` when valid.
+    pub message: Option<String>,
+    /// The checked key, when it exists in the caller's organization (and team, for a
+    /// team-scoped caller); `null` for malformed and unknown keys and for keys of anyone else.
+    pub key: Option<KeyView>,
+    /// The checked key's agent, under the same condition as `key`.
+    pub agent: Option<WhoamiAgent>,
+    /// What the key may do now: its agent's capabilities when the key authenticates
+    /// (`valid`, `rate_limited`, `insufficient_capability`), otherwise empty.
+    pub capabilities: Vec<String>,
+    /// The checked key's rate-limit window after this check, when the check reached the
+    /// limiter (`valid`, `rate_limited`, `insufficient_capability`); otherwise `null`.
+    pub rate_limit: Option<RateLimitState>,
+}

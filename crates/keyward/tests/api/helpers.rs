@@ -481,3 +481,41 @@ pub async fn postgres_url(test: &str) -> Option<String> {
         _ => format!("{base}/{name}"),
     })
 }
+
+/// A deployment with its own capability `reports:read` beside the built-in ones.
+pub fn with_reports(config: &mut Config) {
+    config.capabilities =
+        keyward_core::CapabilityCatalog::with_custom([("reports:read", "Read reports")]).unwrap();
+}
+
+/// A well-formed key (right prefix, length and checksum) that no deployment issued.
+pub fn unknown_key() -> String {
+    keyward_core::ApiKey::generate(&keyward_core::KeyPrefix::default())
+        .expose()
+        .to_string()
+}
+
+/// Creates a key for `agent` as the operator, with an optional expiry and rate limit.
+pub async fn key_for(
+    app: &TestApp,
+    org: &OrgId,
+    agent: &AgentId,
+    expires_at: Option<i64>,
+    rate_limit: Option<keyward_core::RateLimit>,
+) -> (KeyId, String) {
+    let created = app
+        .service
+        .create_key(
+            &Caller::cli(org.clone()),
+            agent,
+            keyward_server::service::NewKey {
+                name: "Extra".into(),
+                expires_at,
+                rate_limit,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (created.record.id, created.secret.expose().to_string())
+}

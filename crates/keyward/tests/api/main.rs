@@ -7,13 +7,18 @@
 mod helpers;
 
 mod auth;
+mod capabilities;
 mod cli;
 mod concurrency;
 mod content;
 mod escalation;
+mod forward;
 mod generation;
 mod lifecycle;
+mod nginx;
 mod ratelimit;
+mod recipes;
 mod secrets;
 mod storage;
 mod usage;
+mod verify;

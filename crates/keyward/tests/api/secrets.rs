@@ -24,7 +24,7 @@ async fn lifecycle(dir: &std::path::Path, db: &str) -> (Vec<String>, ServerProce
             "--name",
             "Admin",
             "--capabilities",
-            "keys:write,audit:read",
+            "keys:write,audit:read,keys:verify",
         ],
     );
     let admin = agent["first_key"]["secret"].as_str().unwrap().to_string();
@@ -100,6 +100,48 @@ async fn lifecycle(dir: &std::path::Path, db: &str) -> (Vec<String>, ServerProce
             .bearer_auth(&admin)
             .header("content-type", "application/json")
             .body(format!("{{\"name\": \"{k}\""))
+            .send()
+            .await
+            .unwrap();
+        // The verify API and forward auth see keys too, well and badly formed.
+        for body in [
+            format!("{{\"key\": \"{k}\", \"capability\": \"audit:read\"}}"),
+            format!("{{\"key\": \"{k}x\"}}"),
+            format!("{{\"key\": \"{k}\", \"capability\": \"Not A Name\"}}"),
+            format!("{{\"key\": \"{k}\", \"extra\": true}}"),
+            format!("{{\"key\": \"{k}\""),
+        ] {
+            let answer = c
+                .post(server.url("/v1/keys/verify"))
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                !answer.contains(&k[3..]),
+                "the verify API echoed a key: {answer}"
+            );
+        }
+        for uri in ["/reports".to_string(), format!("/reports?api_key={k}")] {
+            let r = c
+                .get(server.url("/v1/auth/forward"))
+                .bearer_auth(k)
+                .header("X-Original-Method", "GET")
+                .header("X-Original-URI", uri)
+                .send()
+                .await
+                .unwrap();
+            let headers = format!("{:?}", r.headers());
+            let answer = r.text().await.unwrap();
+            assert!(!answer.contains(&k[3..]) && !headers.contains(&k[3..]));
+        }
+        c.get(server.url(&format!("/v1/auth/forward/reports?key={k}")))
+            .bearer_auth(k)
             .send()
             .await
             .unwrap();

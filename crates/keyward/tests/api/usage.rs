@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::helpers::{spawn_app, TestApp, ALL};
 
-fn totals(body: &Value) -> (i64, i64, i64, i64) {
+pub fn totals(body: &Value) -> (i64, i64, i64, i64) {
     body["data"]
         .as_array()
         .unwrap()
@@ -22,7 +22,7 @@ fn totals(body: &Value) -> (i64, i64, i64, i64) {
 }
 
 /// Polls the usage endpoint until the counts (flushed about every second) reach `want`.
-async fn wait_for_usage(app: &TestApp, key: &str, query: &str, want: i64) -> Value {
+pub async fn wait_for_usage(app: &TestApp, key: &str, query: &str, want: i64) -> Value {
     let start = Instant::now();
     loop {
         let r = app.get(&format!("/v1/usage?{query}"), key).await;

@@ -34,21 +34,26 @@ pub async fn reject_keys_in_query(
     req: Request,
     next: Next,
 ) -> Response {
-    let in_query = req.uri().query().is_some_and(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .any(|(name, _)| KEY_QUERY_PARAMS.contains(&name.as_ref()))
-    });
-    if in_query {
+    if req.uri().query().is_some_and(query_has_key) {
         state.metrics.auth_failure("key_in_query");
-        return ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "key_in_query",
-            "API keys must not be sent in the URL, where they end up in logs. Send the key in the \
-             'Authorization: Bearer <key>' or 'X-API-Key' header, and revoke any key that was sent in a URL.",
-        )
-        .into_response();
+        return key_in_query().into_response();
     }
     next.run(req).await
+}
+
+/// Whether a query string has a parameter named like a key, whatever its value.
+pub fn query_has_key(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes())
+        .any(|(name, _)| KEY_QUERY_PARAMS.contains(&name.as_ref()))
+}
+
+pub fn key_in_query() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        "key_in_query",
+        "API keys must not be sent in the URL, where they end up in logs. Send the key in the \
+         'Authorization: Bearer <key>' or 'X-API-Key' header, and revoke any key that was sent in a URL.",
+    )
 }
 
 /// The presented credential, or the §3 error for how it was presented.
@@ -120,35 +125,21 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
+    let (decision, limit, now) = match consume(&state, &principal).await {
+        Ok(admitted) => admitted,
+        Err(e) => return e.into_response(),
+    };
     let (org, agent, key) = (
         principal.key.org.clone(),
         principal.key.agent.clone(),
         principal.key.id.clone(),
     );
-    let limit = principal
-        .key
-        .rate_limit
-        .unwrap_or(principal.plan.rate_limit);
-    let now = state.service.now();
-    let decision = match state.limiter.check(&key, limit, now).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "rate limiter unavailable");
-            return ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "The rate limiter is unavailable; try again shortly.",
-            )
-            .into_response();
-        }
-    };
     let mut response = if decision.allowed {
         req.extensions_mut().insert(principal);
         next.run(req).await
     } else {
         state.metrics.rate_limited();
-        let retry_after = decision.retry_after_secs.unwrap_or(1).max(1);
-        ApiError::rate_limited(limit.limit, limit.window_seconds, retry_after).into_response()
+        rate_limited(&decision, limit).into_response()
     };
     rate_limit_headers(response.headers_mut(), &decision, limit, now);
     let outcome = Outcome::of_status(response.status().as_u16());
@@ -156,6 +147,37 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .recorder
         .record(&org, &agent, &key, state.service.now(), outcome);
     response
+}
+
+/// Puts one request of an authenticated key before the rate limiter: the decision (counted
+/// if admitted), the limit it was made under and when. The verify API uses this for the key
+/// it checks, so a checked key is limited exactly as a request with it would be.
+pub async fn consume(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<(Decision, RateLimit, UnixMillis), ApiError> {
+    let limit = principal
+        .key
+        .rate_limit
+        .unwrap_or(principal.plan.rate_limit);
+    let now = state.service.now();
+    match state.limiter.check(&principal.key.id, limit, now).await {
+        Ok(decision) => Ok((decision, limit, now)),
+        Err(e) => {
+            tracing::error!(error = %e, "rate limiter unavailable");
+            Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The rate limiter is unavailable; try again shortly.",
+            ))
+        }
+    }
+}
+
+/// The 429 for a refused decision.
+pub fn rate_limited(decision: &Decision, limit: RateLimit) -> ApiError {
+    let retry_after = decision.retry_after_secs.unwrap_or(1).max(1);
+    ApiError::rate_limited(limit.limit, limit.window_seconds, retry_after)
 }
 
 /// The rate-limit headers of SPEC §4, on every response that reached the limiter.
@@ -207,6 +229,7 @@ need! {
     ContentWrite => Some("content:write"),
     AccountRead => Some("account:read"),
     Generate => Some("generate"),
+    KeysVerify => Some("keys:verify"),
 }
 
 /// An authenticated key holding the capability `N`.

@@ -67,13 +67,19 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     path
                 }
             });
-        let message = match inner.classify() {
+        match inner.classify() {
+            // Not JSON at all: no field to name (the path would be a placeholder like "?").
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                format!("The request body is not valid JSON: {message}.")
+                ApiError::invalid(
+                    "body",
+                    format!("The request body is not valid JSON: {message}."),
+                )
             }
-            _ => format!("Invalid value for {field}: {}.", strip_position(&message)),
-        };
-        ApiError::invalid(&field, message)
+            _ => ApiError::invalid(
+                &field,
+                format!("Invalid value for {field}: {}.", strip_position(&message)),
+            ),
+        }
     })
 }
 

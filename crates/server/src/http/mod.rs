@@ -41,7 +41,8 @@ pub struct AppState {
 /// 1. `request_id` is outermost so that every response, including panics and errors made by
 ///    the layers below, gets an `X-Request-Id` and an error body in the one shape;
 /// 2. `CatchPanicLayer` turns a panic into a bare 500 that layer 1 then dresses;
-/// 3. `SetSensitiveRequestHeaders` marks credentials before anything can log headers;
+/// 3. `SetSensitiveRequestHeaders` marks credentials (and forward auth's original URL)
+///    before anything can log headers;
 /// 4. `TraceLayer` logs method, matched route and status — never the query string, which
 ///    may carry a key that `reject_keys_in_query` is about to refuse;
 /// 5. `observe` records each answer in the metrics under its matched route (it runs inside
@@ -52,10 +53,11 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         auth::reject_keys_in_query,
     ));
-    let (routes, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", api)
         .merge(ops::router())
         .split_for_parts();
+    openapi::describe_capabilities(&mut doc, &state.service.config().capabilities);
     let _ = state.openapi.set(doc.to_json().unwrap_or_default());
     routes
         .fallback(|| async { ApiError::not_found() })
@@ -79,6 +81,9 @@ pub fn router(state: AppState) -> Router {
             header::AUTHORIZATION,
             header::COOKIE,
             header::HeaderName::from_static("x-api-key"),
+            // Forward auth: the original URL, which may carry a key that is about to be refused.
+            header::HeaderName::from_static("x-original-uri"),
+            header::HeaderName::from_static("x-forwarded-uri"),
         ]))
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(request_id::layer))

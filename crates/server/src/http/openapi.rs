@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use keyward_core::CapabilityCatalog;
+use utoipa::openapi::schema::{ArrayItems, Schema};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Response};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
@@ -93,10 +95,12 @@ impl Modify for Security {
         license(name = "Apache-2.0")
     ),
     components(schemas(ErrorBody, ErrorDetail)),
+    paths(super::v1::forward::check_envoy),
     modifiers(&Security),
     tags(
         (name = "identity", description = "Who a key is"),
         (name = "management", description = "Agents, keys and teams"),
+        (name = "verification", description = "Checking keys for other services: the verify API and forward auth for reverse proxies"),
         (name = "content", description = "Websites, blogs, categories and tags"),
         (name = "generation", description = "Content generation jobs"),
         (name = "account", description = "The organization, its plan and usage"),
@@ -105,3 +109,38 @@ impl Modify for Security {
     )
 )]
 pub struct ApiDoc;
+
+/// Writes the deployment's capabilities (built-in and `[capabilities] custom` from
+/// keyward.toml) into the document where agents take them: an `enum` on the names and a
+/// description listing each, so custom capabilities are documented like built-in ones.
+pub fn describe_capabilities(doc: &mut utoipa::openapi::OpenApi, catalog: &CapabilityCatalog) {
+    let names: Vec<serde_json::Value> = catalog
+        .entries()
+        .iter()
+        .map(|e| serde_json::Value::from(e.name.as_str()))
+        .collect();
+    let mut text = String::from(
+        "Capability names, at most the caller's own. This deployment knows (built-in, then its own from keyward.toml):",
+    );
+    for e in catalog.entries() {
+        let own = if e.built_in { "" } else { " (custom)" };
+        text.push_str(&format!("\n- `{}`{own}: {}", e.name, e.description));
+    }
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for schema in ["CreateAgent", "UpdateAgent"] {
+        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::Array(array))) = object.properties.get_mut("capabilities") else {
+            continue;
+        };
+        array.description = Some(text.clone());
+        if let ArrayItems::RefOrSchema(item) = &mut array.items {
+            if let RefOr::T(Schema::Object(item)) = item.as_mut() {
+                item.enum_values = Some(names.clone());
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Agents: named capability sets shared by their keys.
 
+use keyward_core::capability::CapabilityError;
 use keyward_core::{AgentId, CapabilitySet};
 use keyward_store::agents::{Agent, AgentSummary};
 use keyward_store::{agents, audit, keys, Conn, Page, PageRequest};
@@ -47,7 +48,16 @@ impl Service {
         self.config()
             .capabilities
             .parse_set(names.iter().map(String::as_str))
-            .map_err(|e| ServiceError::invalid("capabilities", e.to_string()))
+            .map_err(|e| {
+                let known = match e {
+                    CapabilityError::Unknown(_) => format!(
+                        "; this deployment knows {}",
+                        self.config().capabilities.all().names().join(", ")
+                    ),
+                    CapabilityError::BadName(_) | CapabilityError::Duplicate(_) => String::new(),
+                };
+                ServiceError::invalid("capabilities", format!("{e}{known}"))
+            })
     }
 
     /// A team-scoped caller may change an agent only if none of its keys lies outside the team.

@@ -20,6 +20,24 @@ pub enum AuthFailure {
     PlanWithoutApiAccess,
 }
 
+/// A refused key, with what was found of it: the verify API shows a key of the caller's own
+/// organization (revoked, expired, ...) but must hide every trace of anyone else's.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub failure: AuthFailure,
+    /// The key's record when it exists (revoked, expired, plan without API access).
+    pub found: Option<Arc<Principal>>,
+}
+
+impl From<AuthFailure> for Refusal {
+    fn from(failure: AuthFailure) -> Self {
+        Self {
+            failure,
+            found: None,
+        }
+    }
+}
+
 /// An authenticated key and everything the request needs to know about it.
 #[derive(Clone, Debug)]
 pub struct Principal {
@@ -62,12 +80,25 @@ impl Service {
         &self,
         presented: &str,
     ) -> Result<Result<Arc<Principal>, AuthFailure>, ServiceError> {
+        Ok(self
+            .authenticate_detailed(presented)
+            .await?
+            .map_err(|refusal| refusal.failure))
+    }
+
+    /// [`Service::authenticate`], with the record of a key that exists but was refused.
+    /// Every presented key, from a request or the verify API, goes through here.
+    pub async fn authenticate_detailed(
+        &self,
+        presented: &str,
+    ) -> Result<Result<Arc<Principal>, Refusal>, ServiceError> {
         if let Err(reason) = check_format(&self.config().key_prefix, presented) {
-            return Ok(Err(AuthFailure::Malformed(reason)));
+            return Ok(Err(AuthFailure::Malformed(reason).into()));
         }
         // The record is found by the hash of the secret; no comparison of secrets happens
         // anywhere, so nothing can leak through timing.
-        self.authenticate_digest(&KeyHash::digest(presented)).await
+        self.authenticate_digest_detailed(&KeyHash::digest(presented))
+            .await
     }
 
     /// Authentication of a well-formed key by its SHA-256: from the cache, or from storage.
@@ -75,16 +106,32 @@ impl Service {
         &self,
         digest: &[u8; 32],
     ) -> Result<Result<Arc<Principal>, AuthFailure>, ServiceError> {
+        Ok(self
+            .authenticate_digest_detailed(digest)
+            .await?
+            .map_err(|refusal| refusal.failure))
+    }
+
+    async fn authenticate_digest_detailed(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Result<Arc<Principal>, Refusal>, ServiceError> {
         let found = self
             .key_cache()
             .get_or_load(digest, || self.load_principal(digest))
             .await
             .map_err(|e| ServiceError::Internal(anyhow::anyhow!("key lookup failed: {e}")))?;
         let Some(principal) = found else {
-            return Ok(Err(AuthFailure::Invalid));
+            return Ok(Err(AuthFailure::Invalid.into()));
+        };
+        let refuse = |failure| {
+            Ok(Err(Refusal {
+                failure,
+                found: Some(principal.clone()),
+            }))
         };
         if principal.agent_deleted {
-            return Ok(Err(AuthFailure::Revoked));
+            return refuse(AuthFailure::Revoked);
         }
         let key = &principal.key;
         match KeyStatus::of(
@@ -93,12 +140,12 @@ impl Service {
             key.rolled_to.is_some(),
             self.now(),
         ) {
-            KeyStatus::Revoked => return Ok(Err(AuthFailure::Revoked)),
-            KeyStatus::Expired => return Ok(Err(AuthFailure::Expired)),
+            KeyStatus::Revoked => return refuse(AuthFailure::Revoked),
+            KeyStatus::Expired => return refuse(AuthFailure::Expired),
             KeyStatus::Active | KeyStatus::Expiring => {}
         }
         if !principal.plan.api_access {
-            return Ok(Err(AuthFailure::PlanWithoutApiAccess));
+            return refuse(AuthFailure::PlanWithoutApiAccess);
         }
         Ok(Ok(principal))
     }

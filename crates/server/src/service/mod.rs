@@ -23,7 +23,7 @@ use keyward_store::{Scope, Store, StoreError};
 
 pub use agents::{AgentChanges, CreatedAgent, NewAgent, FIRST_KEY_NAME};
 pub use audit::AuditQuery;
-pub use auth::{AuthFailure, Principal};
+pub use auth::{AuthFailure, Principal, Refusal};
 pub use content::{derive_excerpt, BlogInput, TermInput, WebsiteInput};
 pub use generation::NewGeneration;
 pub use keys::{CreatedKey, KeyChanges, NewKey, RolledKey};

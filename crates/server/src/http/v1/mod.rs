@@ -4,11 +4,14 @@ mod account;
 mod agents;
 mod audit;
 mod content;
+pub mod forward;
 mod generations;
 mod keys;
 mod teams;
+mod verify;
 mod whoami;
 
+use axum::routing::any;
 use keyward_store::{Cursor, PageRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -20,8 +23,31 @@ use super::{ApiError, AppState};
 
 /// Every `/v1` route with its documentation; each authenticates with a key first.
 pub fn router(state: AppState) -> OpenApiRouter<AppState> {
+    keyed(state.clone()).merge(forward(state))
+}
+
+/// Forward auth: the original request is read (and a key in its query refused) before the
+/// client's key is authenticated; an error's body is also copied into a header for nginx.
+/// The last layer added runs first: `error_header`, `target`, `authenticate`, the handler.
+fn forward(state: AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(forward::check))
+        // Envoy appends the original path to ours; any method, since it is the original's.
+        // The document lists this form through `ApiDoc` (it cannot spell a catch-all).
+        .route("/auth/forward/", any(forward::check_envoy))
+        .route("/auth/forward/{*path}", any(forward::check_envoy))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(state, forward::target))
+        .route_layer(axum::middleware::from_fn(forward::error_header))
+}
+
+fn keyed(state: AppState) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(whoami::whoami))
+        .routes(routes!(verify::verify))
         .routes(routes!(agents::list, agents::create))
         .routes(routes!(agents::get, agents::update, agents::delete))
         .routes(routes!(keys::list_for_agent, keys::create))

@@ -1,0 +1,216 @@
+//! `POST /v1/keys/verify`: another service asks whether a key its own client presented would
+//! pass, exactly as a request to keyward with that key would (SPEC §3, §4).
+
+use std::fmt;
+
+use axum::extract::State;
+use axum::Json;
+use keyward_core::Capability;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
+
+use crate::http::auth::{consume, rate_limited, Auth, KeysVerify};
+use crate::http::extract::Json as Body;
+use crate::http::{ApiError, AppState};
+use crate::recorder::Outcome;
+use crate::service::{AuthFailure, Principal, Refusal};
+use crate::views::{KeyView, RateLimitState, VerifyView, WhoamiAgent};
+use crate::Caller;
+
+/// The key to check. Held as a secret from the moment it is parsed: `Debug` never shows it,
+/// and no answer, log line or error repeats it.
+struct PresentedKey(SecretString);
+
+impl fmt::Debug for PresentedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PresentedKey([redacted])")
+    }
+}
+
+impl<'de> Deserialize<'de> for PresentedKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| PresentedKey(SecretString::from(s)))
+    }
+}
+
+#[derive(Deserialize, Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyKey {
+    /// The API key to check, exactly as the client presented it. Never echoed back.
+    #[schema(value_type = String, example = "kw_…")]
+    key: PresentedKey,
+    /// A capability the key must also grant, e.g. `reports:read`. A well-formed name the key's
+    /// agent lacks, also one this deployment does not know, answers `insufficient_capability`;
+    /// a name that is not even well-formed (1–64 characters of `a-z 0-9 : _ - .`, starting
+    /// with a letter) is a 400 `invalid_request` on `capability`.
+    capability: Option<String>,
+}
+
+/// `POST /v1/keys/verify`.
+///
+/// The checked key goes through the same checks as a request: format, lookup, revocation,
+/// expiry, plan, then its own rate limit (consumed, and its usage counted, exactly as a
+/// request's), then the capability if one was asked. A key of another organization, or outside
+/// a team-scoped caller's team, is `invalid_api_key` with nothing about it revealed and
+/// nothing consumed.
+#[utoipa::path(
+    operation_id = "verify_key",
+    post,
+    path = "/keys/verify",
+    tag = "verification",
+    summary = "Check a key another service was given: valid or the §3 code a request with it would get (keys:verify)",
+    description = "Always 200 once the caller itself is authenticated and holds `keys:verify`: \
+        `valid` says whether a request with the checked key (and the capability, if one is asked) \
+        would pass, and `code` the SPEC §3 code it would get otherwise. The checked key's rate \
+        limit is consumed and its usage counted, as a request's would be. A key of another \
+        organization (or outside a team-scoped caller's team) is `invalid_api_key`, with `key` \
+        and `agent` null. The checked key is never echoed.",
+    request_body = VerifyKey,
+    responses((status = 200, body = VerifyView), crate::http::openapi::Errors),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn verify(
+    State(state): State<AppState>,
+    auth: Auth<KeysVerify>,
+    Body(body): Body<VerifyKey>,
+) -> Result<Json<VerifyView>, ApiError> {
+    // A malformed name is the caller's mistake, refused before the key is looked at (and
+    // without repeating it: a confused caller may have put a key there).
+    let capability = body
+        .capability
+        .as_deref()
+        .map(|c| {
+            Capability::parse_name(c).map_err(|_| {
+                ApiError::invalid(
+                    "capability",
+                    "capability must be a capability name like reports:read: 1 to 64 characters of a-z, 0-9, ':', '_', '-' and '.', starting with a letter.",
+                )
+            })
+        })
+        .transpose()?;
+    let checked = state
+        .service
+        .authenticate_detailed(body.key.0.expose_secret())
+        .await?;
+    let now = state.service.now();
+    let principal = match checked {
+        Ok(principal) if visible(&auth.caller(), &principal.key) => principal,
+        Ok(_) => return Ok(Json(refused(AuthFailure::Invalid))),
+        Err(Refusal {
+            failure,
+            found: Some(found),
+        }) if visible(&auth.caller(), &found.key) => {
+            let mut view = refused(failure);
+            view.key = Some(KeyView::new(&found.key, now));
+            view.agent = Some(WhoamiAgent {
+                id: found.key.agent.to_string(),
+                name: found.agent_name.clone(),
+                capabilities: found.capabilities.names(),
+            });
+            return Ok(Json(view));
+        }
+        // Malformed, unknown, or somebody else's: nothing to show.
+        Err(Refusal { failure, found }) => {
+            let failure = if found.is_some() {
+                AuthFailure::Invalid
+            } else {
+                failure
+            };
+            return Ok(Json(refused(failure)));
+        }
+    };
+
+    let (decision, limit, _) = consume(&state, &principal).await?;
+    let rate_limit = Some(RateLimitState {
+        limit: decision.limit,
+        remaining: decision.remaining,
+        reset: decision.reset_at,
+    });
+    let (code, message, outcome) = if !decision.allowed {
+        state.metrics.rate_limited();
+        let e = rate_limited(&decision, limit);
+        (e.code, Some(e.message), Outcome::RateLimited)
+    } else if let Some(missing) = capability
+        .as_ref()
+        .filter(|c| !principal.capabilities.grants(c.as_str()))
+    {
+        let e = ApiError::insufficient_capability(missing.as_str());
+        (e.code, Some(e.message), Outcome::ClientError)
+    } else {
+        ("valid", None, Outcome::Success)
+    };
+    state.recorder.record(
+        &principal.key.org,
+        &principal.key.agent,
+        &principal.key.id,
+        state.service.now(),
+        outcome,
+    );
+    Ok(Json(VerifyView {
+        valid: code == "valid",
+        code,
+        message,
+        key: Some(KeyView::new(&principal.key, now)),
+        agent: Some(agent_of(&principal)),
+        capabilities: principal.capabilities.names(),
+        rate_limit,
+    }))
+}
+
+/// Whether the caller may see this key: same organization and, for a team-scoped caller,
+/// the same team (SPEC §5: a team-scoped key acts only inside its team).
+fn visible(caller: &Caller, key: &keyward_store::keys::KeyRecord) -> bool {
+    key.org == caller.org && (caller.team.is_none() || key.team == caller.team)
+}
+
+fn agent_of(p: &Principal) -> WhoamiAgent {
+    WhoamiAgent {
+        id: p.key.agent.to_string(),
+        name: p.agent_name.clone(),
+        capabilities: p.capabilities.names(),
+    }
+}
+
+/// A refusal before the limiter: nothing about the key unless the caller adds it.
+fn refused(failure: AuthFailure) -> VerifyView {
+    let e = ApiError::auth(failure);
+    VerifyView {
+        valid: false,
+        code: e.code,
+        message: Some(e.message),
+        key: None,
+        agent: None,
+        capabilities: Vec::new(),
+        rate_limit: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal before the limiter answers its §3 code and message and shows nothing.
+    /// (`plan_without_api_access` cannot be reached over HTTP: a key of the caller's own
+    /// organization shares the caller's plan, which would have refused the caller first.)
+    #[test]
+    fn refusals_before_the_limiter_show_nothing() {
+        for (failure, code) in [
+            (
+                AuthFailure::Malformed(keyward_core::MalformedKey::BadChecksum),
+                "malformed_api_key",
+            ),
+            (AuthFailure::Invalid, "invalid_api_key"),
+            (AuthFailure::Revoked, "revoked_api_key"),
+            (AuthFailure::Expired, "expired_api_key"),
+            (AuthFailure::PlanWithoutApiAccess, "plan_without_api_access"),
+        ] {
+            let view = refused(failure);
+            assert!(!view.valid);
+            assert_eq!(view.code, code);
+            assert_eq!(view.message, Some(ApiError::auth(failure).message));
+            assert!(view.key.is_none() && view.agent.is_none() && view.rate_limit.is_none());
+            assert!(view.capabilities.is_empty());
+        }
+    }
+}
