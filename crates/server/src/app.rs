@@ -66,7 +66,8 @@ impl Application {
     ) -> anyhow::Result<()> {
         let store = self.state.service.store().clone();
         let recorder = self.state.recorder.clone();
-        let flusher = recorder.spawn_flusher(store.clone(), USAGE_FLUSH_EVERY);
+        let (stop_flusher, flusher_stopped) = tokio::sync::watch::channel(false);
+        let flusher = recorder.spawn_flusher(store.clone(), USAGE_FLUSH_EVERY, flusher_stopped);
         let config = self.state.service.config();
         let pruner = crate::recorder::spawn_pruner(
             store.clone(),
@@ -91,7 +92,8 @@ impl Application {
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
-        flusher.abort();
+        let _ = stop_flusher.send(true);
+        let _ = flusher.await;
         pruner.abort();
         sweeper.abort();
         watcher.abort();
@@ -103,30 +105,39 @@ impl Application {
 }
 
 /// Clears the key cache when another process changes something authentication depends on:
-/// it polls the database's change counter every `every` (SPEC §10 `change_watch_ms`).
+/// it polls the database's change counter every `every` (SPEC §10 `change_watch_ms`) on a
+/// connection of its own. Each successful poll lets the cache be trusted for two intervals
+/// (never more than a second); if polls stop succeeding, lookups go to storage.
 fn spawn_change_watcher(service: Service, every: Duration) -> tokio::task::JoinHandle<()> {
+    let cache = service.key_cache().clone();
+    cache.start_watching();
+    let trust = (every * 2).min(Duration::from_secs(1));
     tokio::spawn(async move {
         let mut seen: Option<i64> = None;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let version = match service.store().read().await {
-                Ok(mut conn) => keyward_store::keys::auth_version(&mut conn).await,
-                Err(e) => Err(e),
+            let version = match tokio::time::timeout(every, async {
+                let mut conn = service.store().watch_conn().await?;
+                keyward_store::keys::auth_version(&mut conn).await
+            })
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => continue, // timed out: the trust window runs out by itself
             };
             match version {
-                Ok(v) if seen != Some(v) => {
-                    if seen.is_some() {
-                        service.key_cache().invalidate_all();
+                Ok(v) => {
+                    if seen != Some(v) {
+                        // Also on the first poll: entries loaded before it are not vouched for.
+                        cache.invalidate_all();
+                        seen = Some(v);
                     }
-                    seen = Some(v);
+                    cache.confirm_fresh(trust);
                 }
-                Ok(_) => {}
                 Err(e) => {
-                    // Without the counter, cached keys cannot be trusted to be current.
-                    tracing::warn!(error = %e, "cannot read the change counter; clearing the key cache");
-                    service.key_cache().invalidate_all();
+                    tracing::warn!(error = %e, "cannot read the change counter; keys are checked in storage until it answers")
                 }
             }
         }

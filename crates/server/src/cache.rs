@@ -51,6 +51,10 @@ impl Expiry<[u8; 32], Entry> for TtlByKind {
 pub struct KeyCache {
     entries: Cache<[u8; 32], Entry>,
     generation: Arc<AtomicU64>,
+    /// While a watcher keeps the cache honest: until when (ms since `epoch`) entries may be
+    /// trusted. `u64::MAX` when no watcher runs (a single process, e.g. in benchmarks).
+    trusted_until: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl Default for KeyCache {
@@ -67,6 +71,8 @@ impl KeyCache {
                 .expire_after(TtlByKind)
                 .build(),
             generation: Arc::new(AtomicU64::new(0)),
+            trusted_until: Arc::new(AtomicU64::new(u64::MAX)),
+            epoch: Instant::now(),
         }
     }
 
@@ -83,6 +89,11 @@ impl KeyCache {
         Fut: std::future::Future<Output = Result<Option<Principal>, E>>,
         E: Send + Sync + 'static,
     {
+        if !self.is_trusted() {
+            // The watcher has not confirmed recently that nothing changed elsewhere: go to
+            // storage rather than risk answering from a stale entry.
+            return load().await.map(|p| p.map(Arc::new)).map_err(Arc::new);
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -110,6 +121,28 @@ impl KeyCache {
             }
             self.entries.invalidate(digest).await;
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn is_trusted(&self) -> bool {
+        self.now_ms() <= self.trusted_until.load(Ordering::Acquire)
+    }
+
+    /// Puts the cache under a watcher: untrusted (every lookup goes to storage) until the
+    /// watcher's first [`KeyCache::confirm_fresh`].
+    pub fn start_watching(&self) {
+        self.trusted_until.store(0, Ordering::Release);
+    }
+
+    /// The watcher confirmed that nothing changed elsewhere up to now: entries may be trusted
+    /// for `for_how_long` more (a little over the watch interval). If the watcher stalls, the
+    /// cache stops being used instead of serving stale keys.
+    pub fn confirm_fresh(&self, for_how_long: Duration) {
+        let until = self.now_ms() + for_how_long.as_millis() as u64;
+        self.trusted_until.store(until, Ordering::Release);
     }
 
     /// Forgets everything: after any change that affects authentication.

@@ -173,16 +173,25 @@ impl UsageRecorder {
         }
     }
 
-    /// Flushes every `every` until the returned task is aborted.
-    pub fn spawn_flusher(&self, store: Store, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// Flushes every `every` until `stop` turns true, then flushes once more. A flush in
+    /// progress is never cut short, so no taken batch can be lost on a graceful stop.
+    pub fn spawn_flusher(
+        &self,
+        store: Store,
+        every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let recorder = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
-                recorder.flush(&store).await;
+                tokio::select! {
+                    _ = tick.tick() => recorder.flush(&store).await,
+                    _ = stop.changed() => break,
+                }
             }
+            recorder.flush(&store).await;
         })
     }
 }

@@ -23,6 +23,9 @@ pub struct Store {
     backend: Backend,
     read: AnyPool,
     write: AnyPool,
+    /// One connection of its own for the change watcher, so that a busy read pool can never
+    /// delay the noticing of a revocation. Opened when first used.
+    watch: AnyPool,
 }
 
 /// A write transaction. Commit it, or dropping it rolls back.
@@ -40,12 +43,17 @@ impl Store {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await?;
+            let watch = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(1))
+                .connect_lazy_with(options);
             Ok(Self {
                 backend: Backend::Postgres,
                 read: pool.clone(),
                 write: pool,
+                watch,
             })
         } else {
             Err(StoreError::UnsupportedUrl(redact_url(url)))
@@ -82,12 +90,17 @@ impl Store {
             .await?;
         let read = pool_options()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let watch = pool_options()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy_with(options);
         Ok(Self {
             backend: Backend::Sqlite,
             read,
             write,
+            watch,
         })
     }
 
@@ -103,6 +116,11 @@ impl Store {
     /// A pooled connection for reads.
     pub async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, StoreError> {
         Ok(self.read.acquire().await?)
+    }
+
+    /// The change watcher's own connection.
+    pub async fn watch_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, StoreError> {
+        Ok(self.watch.acquire().await?)
     }
 
     /// Starts a write transaction.
@@ -125,6 +143,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.watch.close().await;
         self.write.close().await;
         self.read.close().await;
     }
