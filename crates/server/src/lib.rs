@@ -6,6 +6,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod generator;
 pub mod http;

@@ -9,6 +9,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod content;
+mod dashboard;
 mod escalation;
 mod generation;
 mod lifecycle;
