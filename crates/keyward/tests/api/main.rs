@@ -7,6 +7,7 @@
 mod helpers;
 
 mod auth;
+mod browser;
 mod cli;
 mod content;
 mod dashboard;
@@ -17,3 +18,4 @@ mod ratelimit;
 mod secrets;
 mod storage;
 mod usage;
+mod webdriver;

@@ -105,7 +105,7 @@ impl PageError {
                     h1 { (title) }
                     p { (message) }
                     p class="actions" {
-                        a class="button" href="/settings/api" { "Back to the dashboard" }
+                        a class="button primary" href="/settings/api" { "Back to the dashboard" }
                     }
                     p class="muted small" { "Request id: " code { (request_id) } }
                 },

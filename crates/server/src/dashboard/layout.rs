@@ -168,6 +168,13 @@ pub fn fmt_time(ms: UnixMillis) -> String {
     })
 }
 
+/// `14:03:27 UTC`
+pub fn fmt_clock(ms: UnixMillis) -> String {
+    datetime(ms).map_or_else(String::new, |t| {
+        format!("{:02}:{:02}:{:02} UTC", t.hour(), t.minute(), t.second())
+    })
+}
+
 /// `2026-11-22`
 pub fn fmt_date(ms: UnixMillis) -> String {
     datetime(ms).map_or_else(String::new, |t| {

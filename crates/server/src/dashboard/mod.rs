@@ -111,10 +111,11 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    // Tokens in setup and sign-in link URLs must not travel to other sites.
+    // Tokens in setup and sign-in link URLs must not travel to other sites. (Not
+    // `no-referrer`: with it browsers send `Origin: null` even on our own forms.)
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if !is_asset {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -313,7 +313,11 @@ fn scope_cell(k: &KeyRecord, teams: &HashMap<TeamId, String>) -> Markup {
 fn owner_cell(k: &KeyRecord, people: &HashMap<UserId, String>) -> Markup {
     match &k.owner {
         None => html! { span class="muted" { "—" } },
-        Some(u) => html! { (people.get(u).map_or(u.as_str(), String::as_str)) },
+        Some(u) => match people.get(u).and_then(|e| e.split_once('@')) {
+            // Long addresses break after the @, not in the middle of a word.
+            Some((local, domain)) => html! { (local) "@" wbr; (domain) },
+            None => html! { (u.as_str()) },
+        },
     }
 }
 
@@ -368,17 +372,19 @@ fn keys_table(
                                 td { (scope_cell(k, teams)) }
                                 td class="owner" { (owner_cell(k, people)) }
                                 td { (k.environment) }
-                                td { (time_cell(Some(k.created_at), "")) }
-                                td { (relative_cell(k.last_used_at, now, "Never")) }
-                                td { (time_cell(k.expires_at, "Never")) }
+                                td class="nowrap" { (time_cell(Some(k.created_at), "")) }
+                                td class="nowrap" { (relative_cell(k.last_used_at, now, "Never")) }
+                                td class="nowrap" { (time_cell(k.expires_at, "Never")) }
                                 td { (status_badge(status)) }
                                 td class="actions" {
-                                    a href={(agent_path(agent)) "?key=" (k.id) "#usage"} { "Usage" }
-                                    @if signed.can_manage() && status.is_usable() {
-                                        @if k.rolled_to.is_none() {
-                                            a href={(agent_path(agent)) "/keys/" (k.id) "/roll"} { "Roll" }
+                                    div class="action-list" {
+                                        a href={(agent_path(agent)) "?key=" (k.id) "#usage"} aria-label={"Usage of " (k.name)} { "Usage" }
+                                        @if signed.can_manage() && status.is_usable() {
+                                            @if k.rolled_to.is_none() {
+                                                a href={(agent_path(agent)) "/keys/" (k.id) "/roll"} aria-label={"Roll " (k.name)} { "Roll" }
+                                            }
+                                            a class="danger" href={(agent_path(agent)) "/keys/" (k.id) "/revoke"} aria-label={"Revoke " (k.name)} { "Revoke" }
                                         }
-                                        a class="danger" href={(agent_path(agent)) "/keys/" (k.id) "/revoke"} { "Revoke" }
                                     }
                                 }
                             }

@@ -12,7 +12,9 @@ use maud::{html, Markup};
 use super::api::parse_date;
 use super::{enc, query};
 use crate::dashboard::error::PageError;
-use crate::dashboard::layout::{alert, app_page, fmt_time, html_response, AlertKind, Nav};
+use crate::dashboard::layout::{
+    alert, app_page, fmt_clock, fmt_date, fmt_time, html_response, AlertKind, Nav,
+};
 use crate::dashboard::session::SignedIn;
 use crate::http::AppState;
 use crate::service::AuditQuery;
@@ -47,27 +49,64 @@ pub const ACTIONS: &[&str] = &[
     "generation.created",
 ];
 
-/// A short reading of an event's details: `key: value` pairs, values cut short.
+/// A value as a person reads it: lists joined, `*_at` numbers as times, long text cut.
+fn value_text(key: &str, v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "none".into(),
+        Value::Number(n) if key.ends_with("_at") => n
+            .as_i64()
+            .map_or_else(|| n.to_string(), crate::dashboard::layout::fmt_time),
+        Value::Array(items) if items.is_empty() => "none".into(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| value_text("", i))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 120 {
+        format!("{}…", text.chars().take(120).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// An event's details as `name: value` pairs; a `before`/`after` pair shows only what
+/// changed, as `old → new`.
 fn details(v: &serde_json::Value) -> Vec<(String, String)> {
+    use serde_json::Value;
     let Some(map) = v.as_object() else {
         return Vec::new();
     };
-    map.iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| {
-            let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let short: String = text.chars().take(90).collect();
-            let short = if short.len() < text.len() {
-                format!("{short}…")
-            } else {
-                short
-            };
-            (k.clone(), short)
-        })
-        .collect()
+    let mut out = Vec::new();
+    if let (Some(before), Some(after)) = (map.get("before"), map.get("after")) {
+        match (before, after) {
+            (Value::Object(b), Value::Object(a)) => {
+                let mut names: Vec<&String> = b.keys().chain(a.keys()).collect();
+                names.sort();
+                names.dedup();
+                for name in names {
+                    let (old, new) = (b.get(name), a.get(name));
+                    if old != new {
+                        let show = |x: Option<&Value>| value_text(name, x.unwrap_or(&Value::Null));
+                        out.push((name.clone(), format!("{} → {}", show(old), show(new))));
+                    }
+                }
+            }
+            (b, a) => out.push((
+                "change".into(),
+                format!("{} → {}", value_text("", b), value_text("", a)),
+            )),
+        }
+    }
+    for (k, v) in map {
+        if k != "before" && k != "after" && !v.is_null() {
+            out.push((k.clone(), value_text(k, v)));
+        }
+    }
+    out
 }
 
 fn filters_query(q: &crate::dashboard::csrf::FormData) -> String {
@@ -77,11 +116,16 @@ fn filters_query(q: &crate::dashboard::csrf::FormData) -> String {
         .collect()
 }
 
-fn event_row(
-    e: &Event,
-    people: &HashMap<String, String>,
-    agents: &HashMap<String, String>,
-) -> Markup {
+/// Names of the things events point at, by id.
+struct Names {
+    people: HashMap<String, String>,
+    agents: HashMap<String, String>,
+    teams: HashMap<String, String>,
+    keys: HashMap<String, String>,
+}
+
+fn event_row(e: &Event, names: &Names) -> Markup {
+    let (people, agents) = (&names.people, &names.agents);
     let actor = match e.actor.kind.as_str() {
         "user" => html! {
             @match people.get(&e.actor.id) {
@@ -95,11 +139,13 @@ fn event_row(
     let target_name = match e.target_type.as_str() {
         "user" => people.get(&e.target_id).cloned(),
         "agent" => agents.get(&e.target_id).cloned(),
+        "team" => names.teams.get(&e.target_id).cloned(),
+        "key" => names.keys.get(&e.target_id).cloned(),
         _ => None,
     };
     html! {
         tr {
-            td class="nowrap" { time datetime=(crate::views::rfc3339(e.at)) { (fmt_time(e.at)) } }
+            td class="nowrap" { time datetime=(crate::views::rfc3339(e.at)) title=(fmt_time(e.at)) { (fmt_date(e.at)) br; span class="muted" { (fmt_clock(e.at)) } } }
             td { code class="action" { (e.action) } }
             td { (actor) }
             td {
@@ -109,7 +155,7 @@ fn event_row(
                 } @else if let Some(name) = &target_name {
                     span title=(e.target_id) { (name) }
                 } @else {
-                    code { (e.target_id) }
+                    code class="id" { (e.target_id) }
                 }
             }
             td class="nowrap" { @if let Some(ip) = &e.ip { (ip) } @else { span class="muted" { "—" } } }
@@ -182,6 +228,31 @@ pub async fn index(
         .service
         .list_audit_events(&caller, filter, &page)
         .await?;
+    // Keys are named by their name and hint; only those on this page are looked up.
+    let mut keys = HashMap::new();
+    for e in events.items.iter().filter(|e| e.target_type == "key") {
+        if keys.contains_key(&e.target_id) {
+            continue;
+        }
+        if let Ok(id) = keyward_core::KeyId::parse(&e.target_id) {
+            if let Ok(k) = state.service.get_key(&caller, &id).await {
+                keys.insert(e.target_id.clone(), format!("{} ({})", k.name, k.hint));
+            }
+        }
+    }
+    let teams = state
+        .service
+        .list_teams(&caller)
+        .await?
+        .into_iter()
+        .map(|t| (t.id.to_string(), t.name))
+        .collect();
+    let names = Names {
+        people,
+        agents,
+        teams,
+        keys,
+    };
     let filtered = ["action", "actor", "target", "from", "to"]
         .iter()
         .any(|k| q.get(k).is_some());
@@ -243,7 +314,7 @@ pub async fn index(
                             th scope="col" { "IP" }
                             th scope="col" { "Details" }
                         } }
-                        tbody { @for e in &events.items { (event_row(e, &people, &agents)) } }
+                        tbody { @for e in &events.items { (event_row(e, &names)) } }
                     }
                 }
             }
@@ -271,5 +342,20 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert!(d.iter().any(|(k, v)| k == "n" && v == "3"));
         assert!(d.iter().any(|(k, v)| k == "name" && v.ends_with('…')));
+        let changed = details(&serde_json::json!({
+            "before": {"name": "A", "capabilities": ["content:read", "keys:read"]},
+            "after": {"name": "A", "capabilities": ["content:read"]},
+        }));
+        assert_eq!(
+            changed,
+            vec![(
+                "capabilities".to_string(),
+                "content:read, keys:read → content:read".to_string()
+            )]
+        );
+        let plan = details(&serde_json::json!({"before": "pro", "after": "enterprise"}));
+        assert_eq!(plan[0].1, "pro → enterprise");
+        let at = details(&serde_json::json!({"expires_at": 1_795_315_260_000_i64}));
+        assert_eq!(at[0].1, "2026-11-22 02:41 UTC");
     }
 }
