@@ -7,7 +7,7 @@ use keyward_core::{OrgId, UnixMillis, UserId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{Conn, StoreError};
+use crate::{Backend, Conn, StoreError};
 
 /// A signed-in person's session in one organization.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +185,22 @@ pub async fn retire_links_of_user(
         .bind(now)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Arbitrary constant naming the first-run setup's advisory lock on PostgreSQL.
+const PG_SETUP_LOCK: i64 = 0x006b_7773_6574_7570;
+
+/// Makes concurrent first-run setups (from several processes) take turns, so only one
+/// organization and owner can be created while nobody exists. SQLite's write transactions
+/// take turns already.
+pub async fn lock_setup(conn: &mut Conn, backend: Backend) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PG_SETUP_LOCK)
+            .execute(conn)
+            .await?;
+    }
     Ok(())
 }
 

@@ -1167,3 +1167,78 @@ async fn dashboard_storage_on_every_backend() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn custom_capabilities_and_any_rate_limit_from_the_dashboard() {
+    let app = spawn_app_with(|c| {
+        c.capabilities =
+            keyward_core::CapabilityCatalog::with_custom([("reports:read", "Read reports")])
+                .unwrap();
+    })
+    .await;
+    let (t, mut v) = signed_in_owner(&app).await;
+    let page = v.get("/settings/api").await;
+    assert!(page.text.contains("reports:read") && page.text.contains("Read reports"));
+    assert!(page.text.contains("custom"));
+    let created = v
+        .post(
+            "/settings/api/agents",
+            &[("name", "Reports"), ("capability", "reports:read")],
+        )
+        .await;
+    created.expect(200);
+    let path = created
+        .text
+        .split("name=\"kw-replace-url\" content=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+
+    // People in the dashboard may set any rate limit, also above the plan's 100 per minute.
+    let made = v
+        .post(
+            &format!("{path}/keys"),
+            &[
+                ("name", "Fast"),
+                ("rate_limit", "1000000"),
+                ("rate_window", "1"),
+            ],
+        )
+        .await;
+    made.expect(200);
+    assert!(made.text.contains("1000000/s"));
+    let caller = Caller::cli(t.org.clone());
+    let keys = app
+        .service
+        .list_keys(&caller, None, &PageRequest::all())
+        .await
+        .unwrap();
+    let fast = keys.items.iter().find(|k| k.name == "Fast").unwrap();
+    assert_eq!(fast.rate_limit.unwrap().limit, 1_000_000);
+    assert_eq!(fast.rate_limit.unwrap().window_seconds, 1);
+
+    // A refused form comes back with its message and the values typed.
+    let refused = v
+        .post(
+            &format!("{path}/keys"),
+            &[("name", "Keep me"), ("scope", "team"), ("team", "")],
+        )
+        .await;
+    refused.expect(400);
+    assert!(refused
+        .text
+        .contains("Choose the team for a team-scoped key."));
+    assert!(refused.text.contains("value=\"Keep me\""));
+
+    // Form-only paths send a typed address or a reload to their page.
+    let back = v.get("/settings/api/agents").await;
+    back.expect(303);
+    assert_eq!(back.location(), "/settings/api");
+    let back = v.get(&format!("{path}/keys")).await;
+    assert_eq!(back.location(), path);
+    let out = v.get("/logout").await;
+    out.expect(200);
+    assert!(out.text.contains("Sign out?"));
+    v.get("/settings/api").await.expect(200);
+}

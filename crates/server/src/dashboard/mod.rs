@@ -39,18 +39,27 @@ pub fn router() -> Router<AppState> {
         .route("/setup", get(auth::setup_page).post(auth::setup_submit))
         .route("/login", get(auth::login_page).post(auth::login_submit))
         .route("/login/link", get(auth::link_page).post(auth::link_submit))
-        .route("/logout", post(auth::logout))
+        .route("/logout", get(auth::logout_page).post(auth::logout))
         .route("/settings", get(auth::settings_home))
         .route("/settings/account", get(auth::account))
-        .route("/settings/account/password", post(auth::change_password))
+        .route(
+            "/settings/account/password",
+            get(back("/settings/account")).post(auth::change_password),
+        )
         .route("/settings/api", get(api::index))
-        .route("/settings/api/agents", post(api::create_agent))
+        .route(
+            "/settings/api/agents",
+            get(back("/settings/api")).post(api::create_agent),
+        )
         .route("/settings/api/agents/{id}", get(api::agent))
         .route(
             "/settings/api/agents/{id}/capabilities",
-            post(api::capabilities),
+            get(api::back_to_agent).post(api::capabilities),
         )
-        .route("/settings/api/agents/{id}/keys", post(api::create_key))
+        .route(
+            "/settings/api/agents/{id}/keys",
+            get(api::back_to_agent).post(api::create_key),
+        )
         .route(
             "/settings/api/agents/{id}/delete",
             get(api::confirm_delete).post(api::delete),
@@ -68,7 +77,10 @@ pub fn router() -> Router<AppState> {
             "/settings/teams",
             get(teams::index).post(teams::create_team),
         )
-        .route("/settings/teams/members", post(teams::add_member))
+        .route(
+            "/settings/teams/members",
+            get(back("/settings/teams")).post(teams::add_member),
+        )
         .route(
             "/settings/teams/members/{user}/role",
             post(teams::change_role),
@@ -92,6 +104,14 @@ pub fn router() -> Router<AppState> {
         .layer(from_fn(csrf::refuse_cross_site))
         .layer(from_fn(error::error_pages))
         .layer(from_fn(security_headers))
+}
+
+/// `GET` on a path that only takes forms (after a reload, or a typed address): the page
+/// the form lives on.
+fn back(
+    to: &'static str,
+) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    move || std::future::ready(pages::see_other(to))
 }
 
 /// What every dashboard response carries.

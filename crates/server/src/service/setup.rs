@@ -90,6 +90,7 @@ impl Service {
         };
         let now = self.now();
         let mut tx = self.store().begin().await?;
+        sessions::lock_setup(&mut tx, self.store().backend()).await?;
         if users::any_exist(&mut tx).await?
             || !sessions::use_setup_token(&mut tx, &token_hash(token), now).await?
         {

@@ -67,14 +67,28 @@ fn refused(e: ServiceError) -> Result<(StatusCode, String), PageError> {
     }
 }
 
+/// A checkbox per capability of the catalog. `unlisted` are capabilities an agent holds that
+/// the configuration no longer declares: shown so they are not dropped unseen (saving with one
+/// still checked is refused until it is unchecked or declared again).
 fn capability_fields(
     state: &AppState,
     checked: impl Fn(&str) -> bool,
+    unlisted: &[String],
     disabled: bool,
     id_prefix: &str,
 ) -> Markup {
     html! {
         ul class="caps" {
+            @for name in unlisted {
+                @let id = format!("{id_prefix}-{}", name.replace([':', '.'], "-"));
+                li {
+                    input type="checkbox" id=(id) name="capability" value=(name) checked disabled[disabled];
+                    label for=(id) {
+                        code { (name) } " " span class="badge pending" { "not configured" }
+                        span class="cap-desc" { "No longer declared in keyward.toml; keys keep it until it is unchecked." }
+                    }
+                }
+            }
             @for entry in state.service.config().capabilities.entries() {
                 @let name = entry.name.as_str();
                 @let id = format!("{id_prefix}-{}", name.replace([':', '.'], "-"));
@@ -185,7 +199,7 @@ fn agents_page(
                         }
                         fieldset {
                             legend { "Capabilities" }
-                            (capability_fields(state, |c| form.has("capability", c), false, "new-cap"))
+                            (capability_fields(state, |c| form.has("capability", c), &[], false, "new-cap"))
                         }
                         div { button type="submit" class="button primary" { "Create agent" } }
                     }
@@ -617,6 +631,12 @@ async fn render_agent(
 
     let a = &agent.agent;
     let caps = a.capabilities.names();
+    let catalog = &svc.config().capabilities;
+    let unlisted: Vec<String> = caps
+        .iter()
+        .filter(|c| catalog.parse(c).is_err())
+        .cloned()
+        .collect();
     let notice = extras.alert.clone().or_else(|| {
         done_notice(extras.query.get("done")).map(|t| (AlertKind::Success, t.to_string()))
     });
@@ -696,7 +716,7 @@ async fn render_agent(
                     (csrf_field(signed))
                     fieldset {
                         legend class="visually-hidden" { "Capabilities of " (a.name) }
-                        (capability_fields(state, |c| caps.iter().any(|x| x == c), !signed.can_manage(), "cap"))
+                        (capability_fields(state, |c| caps.iter().any(|x| x == c), &unlisted, !signed.can_manage(), "cap"))
                     }
                     @if signed.can_manage() { div { button type="submit" class="button primary" { "Save capabilities" } } }
                 }
@@ -727,6 +747,11 @@ pub async fn agent(
         ..AgentExtras::default()
     };
     render_agent(&state, &signed, &id, extras).await
+}
+
+/// `GET` on a form-only path of an agent: the agent's page.
+pub async fn back_to_agent(Path(id): Path<String>) -> Result<Response, PageError> {
+    Ok(see_other(&agent_path(&parse_agent(&id)?)))
 }
 
 /// `POST /settings/api/agents/{id}/keys`: makes the key and shows it, once.

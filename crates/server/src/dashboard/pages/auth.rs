@@ -230,6 +230,27 @@ pub async fn login_submit(
     }
 }
 
+/// `GET /logout`: signing out changes state, so it takes a form; this page offers it.
+pub async fn logout_page(MaybeSignedIn(signed): MaybeSignedIn) -> Response {
+    let Some(signed) = signed else {
+        return see_other("/login");
+    };
+    html_response(
+        StatusCode::OK,
+        public_page(
+            "Sign out",
+            html! {
+                h1 { "Sign out?" }
+                p { "You are signed in as " strong { (signed.session.user.email) } "." }
+                form method="post" action="/logout" class="stack" {
+                    (csrf_field(&signed))
+                    button type="submit" class="button primary wide" { "Sign out" }
+                }
+            },
+        ),
+    )
+}
+
 /// `POST /logout`
 pub async fn logout(State(state): State<AppState>, f: SignedForm) -> Result<Response, PageError> {
     state.service.sign_out(&f.signed.session).await?;
