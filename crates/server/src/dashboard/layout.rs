@@ -5,7 +5,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyward_core::{KeyStatus, UnixMillis};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 use time::OffsetDateTime;
 
 use super::session::SignedIn;
@@ -242,11 +242,6 @@ pub fn copy_button(target: &str) -> Markup {
 /// (such as a key shown once), reloading must not post the form again.
 pub fn replace_url(path: &str) -> Markup {
     html! { meta name="kw-replace-url" content=(path); }
-}
-
-/// A non-breaking joiner used in headings, kept here so the markup stays plain.
-pub fn sep() -> PreEscaped<&'static str> {
-    PreEscaped("&nbsp;·&nbsp;")
 }
 
 #[cfg(test)]
