@@ -248,11 +248,13 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
             }
         }
     }
+    let mut dashboard = keyward_server::config::DashboardConfig::default();
     if let Some(d) = &file.dashboard {
         if d.session_hours.is_some_and(|h| !(1..=720).contains(&h)) {
             bail!("{source}: dashboard.session_hours must be from 1 to 720");
         }
-        let _secure_cookies = d.secure_cookies.unwrap_or(false);
+        dashboard.secure_cookies = d.secure_cookies.unwrap_or(dashboard.secure_cookies);
+        dashboard.session_hours = d.session_hours.unwrap_or(dashboard.session_hours);
     }
     let usage_retention_days = file.usage_retention_days.unwrap_or(90);
     if usage_retention_days == 0 {
@@ -276,6 +278,7 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
             key_cache_capacity: keyward_server::cache::DEFAULT_CAPACITY,
             generator: generator_config(file.generator.as_ref()),
             worker: Default::default(),
+            dashboard,
             clock: keyward_server::Clock::system(),
         },
         config_path: path,
@@ -427,6 +430,27 @@ mod tests {
         let s = load(&flags, |_| None).unwrap();
         assert!(s.app.capabilities.parse("reports:read").is_ok());
         assert_eq!(s.app.plan("pro").unwrap().max_keys, Some(1000));
+        assert!(!s.app.dashboard.secure_cookies);
+        assert_eq!(s.app.dashboard.session_hours, 12);
+    }
+
+    #[test]
+    fn dashboard_settings_reach_the_server_config() {
+        let f = write("[dashboard]\nsecure_cookies = true\nsession_hours = 2\n");
+        let flags = Overrides {
+            config: Some(f.path().into()),
+            ..Default::default()
+        };
+        let s = load(&flags, |_| None).unwrap();
+        assert!(s.app.dashboard.secure_cookies);
+        assert_eq!(s.app.dashboard.session_hours, 2);
+        let f = write("[dashboard]\nsession_hours = 0\n");
+        let flags = Overrides {
+            config: Some(f.path().into()),
+            ..Default::default()
+        };
+        let err = load(&flags, |_| None).unwrap_err().to_string();
+        assert!(err.contains("session_hours"), "{err}");
     }
 
     #[test]

@@ -30,7 +30,55 @@ pub struct Config {
     pub generator: crate::generator::GeneratorConfig,
     /// How the generation worker paces itself (leases, polling).
     pub worker: crate::worker::WorkerTiming,
+    /// Sessions and sign-in of the dashboard.
+    pub dashboard: DashboardConfig,
     pub clock: Clock,
+}
+
+/// `[dashboard]` of `keyward.toml`, and how hard failed sign-ins are throttled.
+#[derive(Clone, Debug)]
+pub struct DashboardConfig {
+    /// Mark the session cookie `Secure` (and name it `__Host-…`); set it when served over TLS.
+    pub secure_cookies: bool,
+    /// How long a session lasts after signing in.
+    pub session_hours: u32,
+    pub throttle: SignInThrottle,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self {
+            secure_cookies: false,
+            session_hours: 12,
+            throttle: SignInThrottle::default(),
+        }
+    }
+}
+
+/// Limits on failed sign-ins within a rolling window, per account and per client address.
+#[derive(Clone, Debug)]
+pub struct SignInThrottle {
+    pub window: Duration,
+    /// Failures of one account (email) before its sign-in is refused for the window.
+    pub per_account: u32,
+    /// Failures from one client address before its sign-ins are refused for the window.
+    pub per_ip: u32,
+    /// Each failure of an account makes its next failed answer this much slower...
+    pub delay_step: Duration,
+    /// ...up to this much.
+    pub max_delay: Duration,
+}
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(15 * 60),
+            per_account: 5,
+            per_ip: 20,
+            delay_step: Duration::from_millis(250),
+            max_delay: Duration::from_secs(2),
+        }
+    }
 }
 
 impl Default for Config {
@@ -49,6 +97,7 @@ impl Default for Config {
             key_cache_capacity: crate::cache::DEFAULT_CAPACITY,
             generator: crate::generator::GeneratorConfig::default(),
             worker: crate::worker::WorkerTiming::default(),
+            dashboard: DashboardConfig::default(),
             clock: Clock::system(),
         }
     }

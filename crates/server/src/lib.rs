@@ -7,6 +7,7 @@ pub mod app;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod generator;
 pub mod http;

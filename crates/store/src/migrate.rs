@@ -37,6 +37,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_generation.sql"),
         postgres: include_str!("../migrations/postgres/0004_generation.sql"),
     },
+    Migration {
+        version: 5,
+        name: "dashboard",
+        sqlite: include_str!("../migrations/sqlite/0005_dashboard.sql"),
+        postgres: include_str!("../migrations/postgres/0005_dashboard.sql"),
+    },
 ];
 
 /// Arbitrary constant naming keyward's advisory lock on PostgreSQL.

@@ -53,6 +53,8 @@ pub async fn run(settings: Settings, load_demo: bool) -> CliResult {
     )
     .await?;
     let addr = app.local_addr();
+    // While nobody can sign in, a one-time link lets the first person set keyward up.
+    let setup_token = service.issue_setup_token().await?;
     let mut stdout = std::io::stdout().lock();
     let mut say = |line: String| {
         let _ = writeln!(stdout, "{line}");
@@ -69,6 +71,9 @@ pub async fn run(settings: Settings, load_demo: bool) -> CliResult {
         }
         Some(None) => say("Demo data not loaded: the store already has data.".to_string()),
         None => {}
+    }
+    if let Some(token) = setup_token {
+        say(format!("Setup: http://{addr}/setup?token={token}"));
     }
     let _ = stdout.flush();
     drop(stdout);

@@ -7,10 +7,12 @@
 mod helpers;
 
 mod auth;
+mod browser;
 mod capabilities;
 mod cli;
 mod concurrency;
 mod content;
+mod dashboard;
 mod escalation;
 mod forward;
 mod generation;
@@ -22,3 +24,4 @@ mod secrets;
 mod storage;
 mod usage;
 mod verify;
+mod webdriver;

@@ -11,7 +11,7 @@ use keyward_store::{keys, PageRequest, Scope, Store};
 use crate::helpers::{postgres_store, sqlite_store, tenant, ALL};
 
 /// Runs `story` on a fresh SQLite store and, when configured, a fresh PostgreSQL database.
-async fn on_every_backend<F, Fut>(name: &str, story: F)
+pub async fn on_every_backend<F, Fut>(name: &str, story: F)
 where
     F: Fn(Service, Clock) -> Fut,
     Fut: Future<Output = ()>,

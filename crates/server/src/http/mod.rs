@@ -47,7 +47,8 @@ pub struct AppState {
 ///    may carry a key that `reject_keys_in_query` is about to refuse;
 /// 5. `observe` records each answer in the metrics under its matched route (it runs inside
 ///    the router, where the matched route is known);
-/// 6. `/v1` alone refuses keys in the query, then each key route authenticates.
+/// 6. `/v1` alone refuses keys in the query, then each key route authenticates; the
+///    dashboard's routes have their own layers (see [`crate::dashboard`]).
 pub fn router(state: AppState) -> Router {
     let api = v1::router(state.clone()).layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -60,7 +61,8 @@ pub fn router(state: AppState) -> Router {
     openapi::describe_capabilities(&mut doc, &state.service.config().capabilities);
     let _ = state.openapi.set(doc.to_json().unwrap_or_default());
     routes
-        .fallback(|| async { ApiError::not_found() })
+        .merge(crate::dashboard::router())
+        .fallback(not_found)
         .method_not_allowed_fallback(|| async { request_id::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -87,6 +89,26 @@ pub fn router(state: AppState) -> Router {
         ]))
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(request_id::layer))
+}
+
+/// Unknown paths: a page for browsers outside `/v1`, the JSON error everywhere else.
+async fn not_found(req: Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let wants_html = !req.uri().path().starts_with("/v1")
+        && req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
+    if wants_html {
+        let id = req
+            .extensions()
+            .get::<request_id::RequestId>()
+            .map_or("", |r| r.0.as_str());
+        crate::dashboard::not_found_page(id)
+    } else {
+        ApiError::not_found().into_response()
+    }
 }
 
 /// Records the answer's status and latency under the matched route.

@@ -65,14 +65,15 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// An error status whose body is not ours (a framework rejection, a panic answer).
+/// An error status whose body is not ours (a framework rejection, a panic answer). The
+/// dashboard's HTML error pages are ours too: people get pages, programs get JSON.
 fn is_bare_error(r: &Response) -> bool {
-    let is_json = r
+    let is_ours = r
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    (r.status().is_client_error() || r.status().is_server_error()) && !is_json
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    (r.status().is_client_error() || r.status().is_server_error()) && !is_ours
 }
 
 fn fallback_error(status: StatusCode) -> ApiError {

@@ -9,7 +9,10 @@ mod auth;
 mod content;
 mod generation;
 mod keys;
+mod members;
 pub(crate) mod orgs;
+mod sessions;
+mod setup;
 mod usage;
 
 use std::sync::Arc;
@@ -27,7 +30,10 @@ pub use auth::{AuthFailure, Principal, Refusal};
 pub use content::{derive_excerpt, BlogInput, TermInput, WebsiteInput};
 pub use generation::NewGeneration;
 pub use keys::{CreatedKey, KeyChanges, NewKey, RolledKey};
+pub use members::{sign_in_link_path, AddedMember, MemberListing, SIGN_IN_LINK_HOURS};
 pub use orgs::NewOrg;
+pub use sessions::{tokens_match, Client, NewSession, Session, SignInRefusal};
+pub use setup::FirstRun;
 pub use usage::{month_start, Account, UsageQuery, UsageSeries};
 
 use crate::Config;
