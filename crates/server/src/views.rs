@@ -356,7 +356,8 @@ impl WhoamiView {
             },
             plan: WhoamiPlan {
                 name: plan.name.clone(),
-                rate_limit: p.key.rate_limit.unwrap_or(plan.rate_limit),
+                // The plan's own limit; a key's override is in the key object.
+                rate_limit: plan.rate_limit,
             },
             capabilities: p.capabilities.names(),
         }

@@ -114,10 +114,12 @@ pub async fn get_by_name(
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
-/// Live agents of `org`, newest first, with their active key counts.
+/// Live agents of `org`, newest first, with their active key counts (only keys of
+/// `only_team` counted, for a team-scoped caller).
 pub async fn list(
     conn: &mut Conn,
     org: &OrgId,
+    only_team: Option<&keyward_core::TeamId>,
     page: &PageRequest,
     now: UnixMillis,
 ) -> Result<Page<AgentSummary>, StoreError> {
@@ -125,7 +127,7 @@ pub async fn list(
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS},
             (SELECT COUNT(*) FROM api_keys k
-              WHERE k.organization_id = a.organization_id AND k.agent_id = a.id
+              WHERE k.organization_id = a.organization_id AND k.agent_id = a.id AND ($6 = '' OR k.team_id = $6)
                 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)) AS active_keys
          FROM agents a
          WHERE a.organization_id = $1 AND a.deleted_at IS NULL
@@ -138,6 +140,7 @@ pub async fn list(
     .bind(at)
     .bind(id)
     .bind(page.fetch_limit())
+    .bind(only_team.map(|t| t.as_str()).unwrap_or(""))
     .fetch_all(conn)
     .await?;
     let items = rows

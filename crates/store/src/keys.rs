@@ -330,6 +330,26 @@ pub async fn count_counted(
     .await?)
 }
 
+/// Keys in `scope` that still work (not revoked, not expired), optionally of one agent.
+pub async fn count_active(
+    conn: &mut Conn,
+    scope: &Scope,
+    agent: Option<&AgentId>,
+    now: UnixMillis,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM api_keys k
+         WHERE {SCOPE_SQL} AND ($3 = '' OR k.agent_id = $3)
+           AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $4)"
+    ))
+    .bind(scope.org.as_str())
+    .bind(scope_team(scope))
+    .bind(agent.map(|a| a.as_str()).unwrap_or(""))
+    .bind(now)
+    .fetch_one(conn)
+    .await?)
+}
+
 /// Which organization a key id belongs to. For the operator's command line, which names keys
 /// by id alone; the answer is then used as the scope of every further query.
 pub async fn locate(conn: &mut Conn, id: &KeyId) -> Result<Option<OrgId>, StoreError> {
@@ -419,24 +439,6 @@ pub async fn count_outside_team(
     .bind(org.as_str())
     .bind(agent.as_str())
     .bind(team.as_str())
-    .fetch_one(conn)
-    .await?)
-}
-
-/// Keys of one agent that still work (not revoked, not expired).
-pub async fn count_active_of_agent(
-    conn: &mut Conn,
-    org: &OrgId,
-    agent: &AgentId,
-    now: UnixMillis,
-) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM api_keys
-         WHERE organization_id = $1 AND agent_id = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)",
-    )
-    .bind(org.as_str())
-    .bind(agent.as_str())
-    .bind(now)
     .fetch_one(conn)
     .await?)
 }

@@ -170,6 +170,26 @@ pub async fn org_requests_since(
     Ok(n.unwrap_or(0))
 }
 
+/// Requests since `from` by the keys of one team (from the daily rows).
+pub async fn team_requests_since(
+    conn: &mut Conn,
+    org: &OrgId,
+    team: &keyward_core::TeamId,
+    from: UnixMillis,
+) -> Result<i64, StoreError> {
+    let n: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(SUM(u.requests) AS BIGINT) FROM usage_day u
+         JOIN api_keys k ON k.id = u.key_id AND k.organization_id = u.organization_id
+         WHERE u.organization_id = $1 AND k.team_id = $2 AND u.bucket >= $3",
+    )
+    .bind(org.as_str())
+    .bind(team.as_str())
+    .bind(Granularity::Day.floor(from))
+    .fetch_one(conn)
+    .await?;
+    Ok(n.unwrap_or(0))
+}
+
 /// Deletes per-minute rows older than `before` (their hours and days stay) and hourly rows
 /// older than `hours_before`. Returns how many rows went.
 pub async fn prune(

@@ -70,6 +70,10 @@ async fn keys_in_the_query_are_refused_whatever_their_value() {
         let r = raw(&app, &format!("/v1/agents?limit=5&{name}="), &[]).await;
         r.expect(400, "key_in_query");
     }
+    // Also on paths that do not exist.
+    raw(&app, "/v1/nope?api_key=x", &[])
+        .await
+        .expect(400, "key_in_query");
     // Only those exact names.
     let r = raw(
         &app,

@@ -34,7 +34,9 @@ pub async fn reject_keys_in_query(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.uri().query().is_some_and(query_has_key) {
+    let path = req.uri().path();
+    let under_v1 = path == "/v1" || path.starts_with("/v1/");
+    if under_v1 && req.uri().query().is_some_and(query_has_key) {
         state.metrics.auth_failure("key_in_query");
         return key_in_query().into_response();
     }

@@ -47,13 +47,11 @@ pub struct AppState {
 ///    may carry a key that `reject_keys_in_query` is about to refuse;
 /// 5. `observe` records each answer in the metrics under its matched route (it runs inside
 ///    the router, where the matched route is known);
-/// 6. `/v1` alone refuses keys in the query, then each key route authenticates; the
+/// 6. every `/v1` path (known or not) refuses keys in the query, then each key route
+///    authenticates; the
 ///    dashboard's routes have their own layers (see [`crate::dashboard`]).
 pub fn router(state: AppState) -> Router {
-    let api = v1::router(state.clone()).layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::reject_keys_in_query,
-    ));
+    let api = v1::router(state.clone());
     let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", api)
         .merge(ops::router())
@@ -65,6 +63,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(|| async { request_id::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        // Outside the routes, so unknown `/v1` paths refuse keys in the query too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::reject_keys_in_query,
+        ))
         .with_state(state)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req

@@ -124,7 +124,14 @@ impl Service {
     ) -> Result<Page<AgentSummary>, ServiceError> {
         caller.require("keys:read")?;
         let mut conn = self.store().read().await?;
-        Ok(agents::list(&mut conn, &caller.org, page, self.now()).await?)
+        Ok(agents::list(
+            &mut conn,
+            &caller.org,
+            caller.team.as_ref(),
+            page,
+            self.now(),
+        )
+        .await?)
     }
 
     pub async fn get_agent(
@@ -138,7 +145,7 @@ impl Service {
             .await?
             .ok_or(ServiceError::NotFound("agent"))?;
         let active_keys =
-            keys::count_active_of_agent(&mut conn, &caller.org, id, self.now()).await?;
+            keys::count_active(&mut conn, &caller.scope(), Some(id), self.now()).await?;
         Ok(AgentSummary { agent, active_keys })
     }
 
@@ -201,7 +208,7 @@ impl Service {
             );
             audit::insert(&mut tx, &event).await?;
         }
-        let active_keys = keys::count_active_of_agent(&mut tx, &caller.org, id, now).await?;
+        let active_keys = keys::count_active(&mut tx, &caller.scope(), Some(id), now).await?;
         keys::bump_auth_version(&mut tx).await?;
         keyward_store::commit(tx).await?;
         self.auth_changed();

@@ -197,8 +197,17 @@ impl Service {
             ServiceError::Internal(anyhow::anyhow!("plan {:?} is not configured", org.plan))
         })?;
         let start = month_start(now);
-        let requests_this_month = usage::org_requests_since(&mut conn, &caller.org, start).await?;
-        let counted_keys = keys::count_counted(&mut conn, &caller.org, now).await?;
+        // A team-scoped key sees its team's figures only, never the organization's.
+        let (requests_this_month, counted_keys) = match &caller.team {
+            None => (
+                usage::org_requests_since(&mut conn, &caller.org, start).await?,
+                keys::count_counted(&mut conn, &caller.org, now).await?,
+            ),
+            Some(team) => (
+                usage::team_requests_since(&mut conn, &caller.org, team, start).await?,
+                keys::count_active(&mut conn, &caller.scope(), None, now).await?,
+            ),
+        };
         Ok(Account {
             org,
             plan,
