@@ -260,20 +260,25 @@ pub async fn list_terms(
     }))
 }
 
+/// Rows of websites visible in a scope: binds `$1` (organization) and `$2` (team or '').
+const IN_SCOPE: &str = "organization_id = $1 AND website_id IN
+    (SELECT w.id FROM websites w WHERE w.organization_id = $1 AND ($2 = '' OR w.team_id = $2))";
+
 pub async fn update_term(
     conn: &mut Conn,
-    org: &OrgId,
+    scope: &Scope,
     kind: Taxonomy,
     t: &Term,
 ) -> Result<(), StoreError> {
     sqlx::query(&format!(
-        "UPDATE {} SET name = $1, slug = $2, updated_at = $3 WHERE organization_id = $4 AND id = $5",
+        "UPDATE {} SET name = $3, slug = $4, updated_at = $5 WHERE {IN_SCOPE} AND id = $6",
         kind.table()
     ))
+    .bind(scope.org.as_str())
+    .bind(scope_team(scope))
     .bind(&t.name)
     .bind(&t.slug)
     .bind(t.updated_at)
-    .bind(org.as_str())
     .bind(&t.id)
     .execute(conn)
     .await
@@ -284,33 +289,40 @@ pub async fn update_term(
 /// Deletes a term; blogs lose the category or the tag.
 pub async fn delete_term(
     conn: &mut Conn,
-    org: &OrgId,
+    scope: &Scope,
     kind: Taxonomy,
     id: &str,
     now: UnixMillis,
 ) -> Result<(), StoreError> {
     match kind {
         Taxonomy::Category => {
-            sqlx::query("UPDATE blogs SET category_id = NULL, updated_at = $1 WHERE organization_id = $2 AND category_id = $3")
+            sqlx::query(&format!("UPDATE blogs SET category_id = NULL, updated_at = $3 WHERE {IN_SCOPE} AND category_id = $4"))
+                .bind(scope.org.as_str())
+                .bind(scope_team(scope))
                 .bind(now)
-                .bind(org.as_str())
                 .bind(id)
                 .execute(&mut *conn)
                 .await?;
         }
         Taxonomy::Tag => {
-            sqlx::query("DELETE FROM blog_tags WHERE organization_id = $1 AND tag_id = $2")
-                .bind(org.as_str())
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "DELETE FROM blog_tags WHERE organization_id = $1 AND tag_id = $3 AND tag_id IN
+                    (SELECT t.id FROM tags t JOIN websites w ON w.id = t.website_id
+                     WHERE t.organization_id = $1 AND ($2 = '' OR w.team_id = $2))",
+            )
+            .bind(scope.org.as_str())
+            .bind(scope_team(scope))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
         }
     }
     sqlx::query(&format!(
-        "DELETE FROM {} WHERE organization_id = $1 AND id = $2",
+        "DELETE FROM {} WHERE {IN_SCOPE} AND id = $3",
         kind.table()
     ))
-    .bind(org.as_str())
+    .bind(scope.org.as_str())
+    .bind(scope_team(scope))
     .bind(id)
     .execute(conn)
     .await?;
@@ -437,12 +449,14 @@ pub async fn insert_blog(conn: &mut Conn, b: &Blog) -> Result<(), StoreError> {
     write_tags(conn, b).await
 }
 
-pub async fn update_blog(conn: &mut Conn, b: &Blog) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE blogs SET title = $1, slug = $2, excerpt = $3, body = $4, status = $5, category_id = $6,
-            published_at = $7, updated_at = $8
-         WHERE organization_id = $9 AND id = $10",
-    )
+pub async fn update_blog(conn: &mut Conn, scope: &Scope, b: &Blog) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "UPDATE blogs SET title = $3, slug = $4, excerpt = $5, body = $6, status = $7, category_id = $8,
+            published_at = $9, updated_at = $10
+         WHERE {IN_SCOPE} AND id = $11"
+    ))
+    .bind(scope.org.as_str())
+    .bind(scope_team(scope))
     .bind(&b.title)
     .bind(&b.slug)
     .bind(&b.excerpt)
@@ -451,7 +465,6 @@ pub async fn update_blog(conn: &mut Conn, b: &Blog) -> Result<(), StoreError> {
     .bind(b.category.as_ref().map(|c| c.as_str()))
     .bind(b.published_at)
     .bind(b.updated_at)
-    .bind(b.org.as_str())
     .bind(b.id.as_str())
     .execute(&mut *conn)
     .await
@@ -459,14 +472,20 @@ pub async fn update_blog(conn: &mut Conn, b: &Blog) -> Result<(), StoreError> {
     write_tags(conn, b).await
 }
 
-pub async fn delete_blog(conn: &mut Conn, org: &OrgId, id: &BlogId) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM blog_tags WHERE organization_id = $1 AND blog_id = $2")
-        .bind(org.as_str())
-        .bind(id.as_str())
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM blogs WHERE organization_id = $1 AND id = $2")
-        .bind(org.as_str())
+pub async fn delete_blog(conn: &mut Conn, scope: &Scope, id: &BlogId) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM blog_tags WHERE organization_id = $1 AND blog_id = $3 AND blog_id IN
+            (SELECT b.id FROM blogs b JOIN websites w ON w.id = b.website_id
+             WHERE b.organization_id = $1 AND ($2 = '' OR w.team_id = $2))",
+    )
+    .bind(scope.org.as_str())
+    .bind(scope_team(scope))
+    .bind(id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!("DELETE FROM blogs WHERE {IN_SCOPE} AND id = $3"))
+        .bind(scope.org.as_str())
+        .bind(scope_team(scope))
         .bind(id.as_str())
         .execute(conn)
         .await?;

@@ -384,7 +384,7 @@ impl Service {
         }
         if term != before {
             term.updated_at = now;
-            content::update_term(&mut tx, &caller.org, kind, &term).await?;
+            content::update_term(&mut tx, &caller.scope(), kind, &term).await?;
             let event = caller.event(
                 now,
                 &format!("{}.updated", kind.noun()),
@@ -409,7 +409,7 @@ impl Service {
         let term = content::get_term(&mut tx, &caller.scope(), kind, id)
             .await?
             .ok_or(ServiceError::NotFound(kind.noun()))?;
-        content::delete_term(&mut tx, &caller.org, kind, &term.id, now).await?;
+        content::delete_term(&mut tx, &caller.scope(), kind, &term.id, now).await?;
         let event = caller.event(
             now,
             &format!("{}.deleted", kind.noun()),
@@ -607,7 +607,7 @@ impl Service {
             .await?;
         if b != before {
             b.updated_at = now;
-            content::update_blog(&mut tx, &b).await?;
+            content::update_blog(&mut tx, &caller.scope(), &b).await?;
             let changed: Vec<&str> = [
                 ("title", b.title != before.title),
                 ("body", b.body != before.body),
@@ -639,7 +639,7 @@ impl Service {
         let b = content::get_blog(&mut tx, &caller.scope(), id, true)
             .await?
             .ok_or(ServiceError::NotFound("blog"))?;
-        content::delete_blog(&mut tx, &caller.org, &b.id).await?;
+        content::delete_blog(&mut tx, &caller.scope(), &b.id).await?;
         let event = caller.event(
             now,
             "blog.deleted",
