@@ -24,16 +24,39 @@ pub fn encode_padded(mut value: u64, width: usize) -> String {
 
 /// Appends `len` characters drawn uniformly from the alphabet by `rng`.
 ///
-/// `random_range` rejects out-of-range draws instead of reducing modulo 62, so there is no bias.
+/// Rejection sampling: a random byte below 248 (= 4 × 62) is reduced modulo 62, anything
+/// above is drawn again, so each character is exactly equally likely (no modulo bias).
 pub fn push_random<R: rand::Rng + ?Sized>(out: &mut String, rng: &mut R, len: usize) {
-    for _ in 0..len {
-        out.push(ALPHABET[rng.random_range(0..62usize)] as char);
+    let mut pushed = 0;
+    while pushed < len {
+        let byte: u8 = rng.random();
+        if byte < 248 {
+            out.push(ALPHABET[usize::from(byte % 62)] as char);
+            pushed += 1;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn draws_every_character_about_equally() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut s = String::new();
+        push_random(&mut s, &mut rng, 62 * 2000);
+        let mut counts = [0u32; 62];
+        for b in s.bytes() {
+            counts[ALPHABET.iter().position(|a| *a == b).unwrap()] += 1;
+        }
+        // Each of 62 characters is expected 2000 times; 5 standard deviations is about ±220.
+        assert!(
+            counts.iter().all(|c| (1780..=2220).contains(c)),
+            "{counts:?}"
+        );
+    }
 
     #[test]
     fn encodes_big_endian_with_padding() {

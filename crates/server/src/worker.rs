@@ -37,6 +37,11 @@ impl Default for WorkerTiming {
     }
 }
 
+/// A job claimed this many times (each claim after a worker died or crashed on it) fails
+/// instead of being tried again.
+pub const MAX_ATTEMPTS: i64 = 3;
+
+#[derive(Clone)]
 pub struct Worker {
     service: Service,
     generator: Arc<dyn Generator>,
@@ -74,9 +79,20 @@ impl Worker {
                 self.requeue_expired().await;
                 match self.claim().await {
                     Some(job) => {
+                        // Each job runs in a task of its own, so a generator that panics
+                        // fails that job instead of stopping this worker.
+                        let worker = self.clone();
+                        let running = job.clone();
+                        let mut task = tokio::spawn(async move { worker.run(running).await });
                         tokio::select! {
-                            _ = self.run(job.clone()) => {}
+                            joined = &mut task => {
+                                if joined.is_err() {
+                                    tracing::error!(job = %job.id, "a generation job crashed");
+                                    let _ = self.fail(&job, "the generator failed unexpectedly").await;
+                                }
+                            }
                             _ = stop.changed() => {
+                                task.abort();
                                 self.release(&job).await;
                                 break;
                             }
@@ -155,6 +171,13 @@ impl Worker {
     }
 
     async fn run(&self, job: Job) {
+        if job.attempts > MAX_ATTEMPTS {
+            let reason = format!("gave up after {MAX_ATTEMPTS} attempts that did not finish");
+            if let Err(e) = self.fail(&job, &reason).await {
+                tracing::error!(error = ?e, job = %job.id, "could not fail a generation job");
+            }
+            return;
+        }
         let website_name = {
             let scope = keyward_store::Scope::org(job.org.clone());
             match self.service.store().read().await {

@@ -149,8 +149,11 @@ impl Store {
     }
 }
 
-/// A database URL safe to print: any password replaced by `***`.
+/// A database URL safe to print: any password (in the user part or a `password=` query
+/// parameter) replaced by `***`.
 pub fn redact_url(url: &str) -> String {
+    let url = redact_query_password(url);
+    let url = url.as_str();
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
@@ -166,6 +169,20 @@ pub fn redact_url(url: &str) -> String {
 /// Commits a write transaction.
 pub async fn commit(tx: Tx) -> Result<(), StoreError> {
     Ok(tx.commit().await?)
+}
+
+fn redact_query_password(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", parts.join("&"))
 }
 
 #[cfg(test)]

@@ -465,6 +465,13 @@ async fn request_ids_are_echoed_only_when_safe() {
     let r = raw(&app, "/healthz", &[("X-Request-Id", "has space")]).await;
     assert!(!r.header("x-request-id").is_empty());
     assert_ne!(r.header("x-request-id"), "has space");
+    let key_like = keyward_core::ApiKey::generate(&keyward_core::KeyPrefix::default());
+    let r = raw(&app, "/healthz", &[("X-Request-Id", key_like.expose())]).await;
+    assert_ne!(
+        r.header("x-request-id"),
+        key_like.expose(),
+        "a key sent as a request id is never echoed"
+    );
     let long = "a".repeat(65);
     let r = raw(&app, "/v1/whoami", &[("X-Request-Id", &long)]).await;
     assert_ne!(r.header("x-request-id"), long);

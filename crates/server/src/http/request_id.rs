@@ -23,6 +23,17 @@ fn acceptable(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// A client may mistakenly send a key as its request id; such an id is never echoed or
+/// logged. Anything shaped like a key (`{letters}_{38 base62}`) is replaced.
+fn looks_like_a_key(v: &str) -> bool {
+    v.split_once('_').is_some_and(|(prefix, rest)| {
+        (2..=8).contains(&prefix.len())
+            && prefix.bytes().all(|b| b.is_ascii_lowercase())
+            && rest.len() == keyward_core::key::BODY_LEN
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
 fn new_id() -> String {
     let mut s = String::with_capacity(26);
     s.push_str("req_");
@@ -35,7 +46,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         .headers()
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v))
+        .filter(|v| acceptable(v) && !looks_like_a_key(v))
         .map(str::to_string)
         .unwrap_or_else(new_id);
     req.extensions_mut().insert(RequestId(id.clone()));
