@@ -106,7 +106,7 @@ pub enum OrgCommand {
         plan: String,
     },
     /// List organizations
-    List,
+    List(PageArgs),
     /// Change an organization's plan
     Update {
         /// Organization id or slug
@@ -166,7 +166,21 @@ pub enum AgentCommand {
         /// Organization id or slug
         #[arg(long)]
         org: String,
+        #[command(flatten)]
+        page: PageArgs,
     },
+}
+
+/// Paging, exactly as the HTTP API's lists: newest first, `--limit` per page, and the
+/// `next_cursor` of one page as the `--cursor` of the next.
+#[derive(Args, Debug, Clone)]
+pub struct PageArgs {
+    /// Items per page, 1 to 100
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub limit: u32,
+    /// The `next_cursor` of the previous page
+    #[arg(long)]
+    pub cursor: Option<String>,
 }
 
 /// `N/DURATION`, like `100/60s`, or `none` (on update) to remove an override.
@@ -226,6 +240,8 @@ pub enum KeyCommand {
         /// Only keys of this agent (id or name)
         #[arg(long)]
         agent: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Change a key's name, rate limit or expiry
     Update {

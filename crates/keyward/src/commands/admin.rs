@@ -23,13 +23,32 @@ pub async fn org(service: &Service, command: OrgCommand, out: Output) -> CliResu
                 )
             })
         }
-        OrgCommand::List => {
-            let orgs = service.list_orgs().await?;
-            let page = Page {
-                items: orgs,
-                next: None,
+        OrgCommand::List(args) => {
+            let req = super::page_request(&args)?;
+            // Organizations are few: page them here, newest first, like every API list.
+            let mut orgs = service.list_orgs().await?;
+            orgs.sort_by(|a, b| (b.created_at, b.id.as_str()).cmp(&(a.created_at, a.id.as_str())));
+            let mut items: Vec<_> = orgs
+                .into_iter()
+                .filter(|o| {
+                    req.cursor
+                        .as_ref()
+                        .is_none_or(|c| (o.created_at, o.id.as_str()) < (c.at, c.id.as_str()))
+                })
+                .take(req.limit as usize + 1)
+                .collect();
+            let has_more = items.len() > req.limit as usize;
+            items.truncate(req.limit as usize);
+            let next = if has_more {
+                items.last().map(|o| keyward_store::Cursor {
+                    at: o.created_at,
+                    id: o.id.to_string(),
+                })
+            } else {
+                None
             };
-            let body = ListView::new(&page, page.items.len() as u32, OrgView::new);
+            let page = Page { items, next };
+            let body = ListView::new(&page, req.limit, OrgView::new);
             out.print(&body, || {
                 if page.items.is_empty() {
                     return "No organizations yet. Create one with: keyward org create --name NAME"
@@ -45,7 +64,7 @@ pub async fn org(service: &Service, command: OrgCommand, out: Output) -> CliResu
                         o.id, o.slug, o.plan, o.name
                     ));
                 }
-                lines.join("\n")
+                lines.join("\n") + &super::next_page_hint(page.next.as_ref())
             })
         }
         OrgCommand::Update { org, plan } => {

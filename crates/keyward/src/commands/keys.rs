@@ -8,7 +8,6 @@ use keyward_server::views::{
 use keyward_server::{Caller, Service};
 use keyward_store::agents::Agent;
 use keyward_store::keys::KeyRecord;
-use keyward_store::PageRequest;
 
 use super::{CliError, CliResult, Output};
 use crate::cli::{AgentCommand, KeyCommand};
@@ -67,12 +66,11 @@ pub async fn agent(service: &Service, command: AgentCommand, out: Output) -> Cli
                 )
             })
         }
-        AgentCommand::List { org } => {
+        AgentCommand::List { org, page } => {
+            let req = super::page_request(&page)?;
             let org = service.find_org(&org).await?;
-            let page = service
-                .list_agents(&Caller::cli(org.id), &PageRequest::all())
-                .await?;
-            let body = ListView::new(&page, page.items.len() as u32, AgentView::new);
+            let page = service.list_agents(&Caller::cli(org.id), &req).await?;
+            let body = ListView::new(&page, req.limit, AgentView::new);
             out.print(&body, || {
                 if page.items.is_empty() {
                     return "No agents yet. Create one with: keyward agent create --org ORG --name NAME --capabilities CAP,...".into();
@@ -87,7 +85,7 @@ pub async fn agent(service: &Service, command: AgentCommand, out: Output) -> Cli
                         s.agent.capabilities.names().join(",")
                     ));
                 }
-                lines.join("\n")
+                lines.join("\n") + &super::next_page_hint(page.next.as_ref())
             })
         }
     }
@@ -172,17 +170,20 @@ pub async fn key(service: &Service, command: KeyCommand, out: Output) -> CliResu
                 )
             })
         }
-        KeyCommand::List { org, agent } => {
+        KeyCommand::List {
+            org,
+            agent,
+            page: page_args,
+        } => {
+            let req = super::page_request(&page_args)?;
             let org = service.find_org(&org).await?;
             let caller = Caller::cli(org.id);
             let agent = match agent {
                 Some(a) => Some(service.find_agent(&caller, &a).await?.id),
                 None => None,
             };
-            let page = service
-                .list_keys(&caller, agent.as_ref(), &PageRequest::all())
-                .await?;
-            let body = ListView::new(&page, page.items.len() as u32, |k| KeyView::new(k, now));
+            let page = service.list_keys(&caller, agent.as_ref(), &req).await?;
+            let body = ListView::new(&page, req.limit, |k| KeyView::new(k, now));
             out.print(&body, || {
                 if page.items.is_empty() {
                     return "No keys yet. Create one with: keyward key create --org ORG --agent AGENT --name NAME".into();

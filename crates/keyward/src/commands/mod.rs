@@ -65,6 +65,27 @@ impl From<keyward_store::StoreError> for CliError {
 
 pub type CliResult<T = ()> = Result<T, CliError>;
 
+/// The page request of `--limit` and `--cursor`.
+pub fn page_request(args: &crate::cli::PageArgs) -> CliResult<keyward_store::PageRequest> {
+    let cursor = match &args.cursor {
+        None => None,
+        Some(c) => Some(keyward_store::Cursor::decode(c).ok_or_else(|| {
+            CliError::usage("--cursor is not a next_cursor this command printed")
+        })?),
+    };
+    Ok(keyward_store::PageRequest {
+        limit: args.limit,
+        cursor,
+    })
+}
+
+/// The line that tells a person how to get the next page, if there is one.
+pub fn next_page_hint(next: Option<&keyward_store::Cursor>) -> String {
+    next.map_or(String::new(), |c| {
+        format!("\nMore: add --cursor {}", c.encode())
+    })
+}
+
 /// How results are printed.
 #[derive(Clone, Copy)]
 pub struct Output {

@@ -122,7 +122,29 @@ async fn cli_json_is_exactly_the_http_body() {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["data"], http_list["data"]);
+    assert_eq!(
+        listed, http_list,
+        "the whole list body, pagination included"
+    );
+    let paged = cli_json(
+        dir.path(),
+        &db,
+        &["key", "list", "--org", "acme", "--limit", "1"],
+    );
+    assert_eq!(paged["pagination"]["limit"], 1);
+    assert_eq!(paged["pagination"]["has_more"], true);
+    let cursor = paged["pagination"]["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = cli_json(
+        dir.path(),
+        &db,
+        &[
+            "key", "list", "--org", "acme", "--limit", "1", "--cursor", &cursor,
+        ],
+    );
+    assert_ne!(second["data"][0]["id"], paged["data"][0]["id"]);
     assert!(
         !listed.to_string().contains(&key),
         "lists never hold secrets"
