@@ -120,16 +120,17 @@ def wrk(server, path, keys_file, seconds, expect):
     if lat:
         p50, p99 = int(lat.group(1)), int(lat.group(2))
     else:
-        p50 = parse_wrk_latency(re.search(r"50%\s+(\S+)", out).group(1))
-        p99 = parse_wrk_latency(re.search(r"99%\s+(\S+)", out).group(1))
+        p50 = parse_wrk_latency(out, "50")
+        p99 = parse_wrk_latency(out, "99")
     return {"requests": requests, "rps": rps, "p50_us": p50, "p99_us": p99,
             "cpu_us_per_req": cpu * 1e6 / max(requests, 1), "statuses": statuses}
 
 
-def parse_wrk_latency(text):
-    value = float(re.match(r"[\d.]+", text).group(0))
-    unit = text[len(re.match(r"[\d.]+", text).group(0)):]
-    return value * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+def parse_wrk_latency(out, percentile):
+    m = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if not m:
+        raise SystemExit(f"cannot read the {percentile}th percentile from wrk:\n{out}")
+    return float(m.group(1)) * {"us": 1, "ms": 1000, "s": 1_000_000}[m.group(2)]
 
 
 def keyward(workdir, *args, stdin=None):
@@ -143,7 +144,7 @@ def prepare_store(workdir, n_keys):
         f.write('[plans.bench]\napi_access = true\nrate_limit = { limit = 1000000000, window_seconds = 60 }\n')
     keyward(workdir, "org", "create", "--name", "Bench", "--slug", "bench", "--plan", "bench")
     admin = keyward(workdir, "agent", "create", "--org", "bench", "--name", "Admin",
-                    "--capabilities", "account:read,keys:write,keys:verify")["first_key"]["secret"]
+                    "--capabilities", "account:read,keys:write,keys:verify,content:read")["first_key"]["secret"]
     keyward(workdir, "agent", "create", "--org", "bench", "--name", "Load", "--capabilities", "content:read")
     started = time.monotonic()
     keyward(workdir, "dev", "seed-keys", "--org", "bench", "--agent", "Load", "--count", str(n_keys),

@@ -49,7 +49,8 @@ impl Expiry<[u8; 32], Entry> for TtlByKind {
 
 #[derive(Clone)]
 pub struct KeyCache {
-    entries: Cache<[u8; 32], Entry>,
+    /// In an `Arc`: cloning moka's cache itself clones several channels.
+    entries: Arc<Cache<[u8; 32], Entry>>,
     generation: Arc<AtomicU64>,
     /// While a watcher keeps the cache honest: until when (ms since `epoch`) entries may be
     /// trusted. `u64::MAX` when no watcher runs (a single process, e.g. in benchmarks).
@@ -66,10 +67,12 @@ impl Default for KeyCache {
 impl KeyCache {
     pub fn new(capacity: u64) -> Self {
         Self {
-            entries: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(TtlByKind)
-                .build(),
+            entries: Arc::new(
+                Cache::builder()
+                    .max_capacity(capacity)
+                    .expire_after(TtlByKind)
+                    .build(),
+            ),
             generation: Arc::new(AtomicU64::new(0)),
             trusted_until: Arc::new(AtomicU64::new(u64::MAX)),
             epoch: Instant::now(),

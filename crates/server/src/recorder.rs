@@ -61,7 +61,14 @@ struct PerKey {
 #[derive(Default)]
 struct Pending {
     keys: HashMap<KeyId, PerKey>,
+    /// The `last_used_at` last written per key. A key's time is written again only once it
+    /// moved on by [`LAST_USED_STEP_MS`]: "last used" stays within a minute of true at a
+    /// fraction of the writes when many keys are busy.
+    written: HashMap<KeyId, UnixMillis>,
 }
+
+/// How far a key's last use may run ahead of the stored `last_used_at` before it is written.
+const LAST_USED_STEP_MS: i64 = 30_000;
 
 /// Collects key uses; [`UsageRecorder::flush`] writes them.
 #[derive(Clone, Default)]
@@ -114,8 +121,26 @@ impl UsageRecorder {
     /// Writes everything gathered so far in one transaction; on failure keeps it for the
     /// next attempt.
     pub async fn flush(&self, store: &Store) {
-        let taken = match self.pending.lock() {
-            Ok(mut p) => std::mem::take(&mut p.keys),
+        let (taken, used) = match self.pending.lock() {
+            Ok(mut guard) => {
+                let p = &mut *guard;
+                let taken = std::mem::take(&mut p.keys);
+                if p.written.len() > MAX_PENDING {
+                    p.written.clear();
+                }
+                let mut used: Vec<(OrgId, KeyId, UnixMillis)> = Vec::new();
+                for (key, k) in &taken {
+                    let due = p
+                        .written
+                        .get(key)
+                        .is_none_or(|w| k.last_used - *w >= LAST_USED_STEP_MS);
+                    if due {
+                        p.written.insert(key.clone(), k.last_used);
+                        used.push((k.org.clone(), key.clone(), k.last_used));
+                    }
+                }
+                (taken, used)
+            }
             Err(_) => return,
         };
         if taken.is_empty() {
@@ -133,10 +158,6 @@ impl UsageRecorder {
                 })
             })
             .collect();
-        let used: Vec<(OrgId, KeyId, UnixMillis)> = taken
-            .iter()
-            .map(|(key, k)| (k.org.clone(), key.clone(), k.last_used))
-            .collect();
         let result = async {
             let mut tx = store.begin().await?;
             usage::add(&mut tx, &increments).await?;
@@ -146,6 +167,11 @@ impl UsageRecorder {
         .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, keys = used.len(), "could not write usage counts; will retry");
+            if let Ok(mut p) = self.pending.lock() {
+                for (_, key, _) in &used {
+                    p.written.remove(key);
+                }
+            }
             self.restore(taken);
         }
     }

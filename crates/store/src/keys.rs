@@ -410,16 +410,23 @@ pub async fn touch_last_used(
     conn: &mut Conn,
     entries: &[(OrgId, KeyId, UnixMillis)],
 ) -> Result<(), StoreError> {
-    for (org, id, at) in entries {
-        sqlx::query(
-            "UPDATE api_keys SET last_used_at = $1
-             WHERE organization_id = $2 AND id = $3 AND (last_used_at IS NULL OR last_used_at < $1)",
-        )
-        .bind(*at)
-        .bind(org.as_str())
-        .bind(id.as_str())
-        .execute(&mut *conn)
-        .await?;
+    // One statement per few hundred keys: a flush after heavy traffic touches many keys.
+    for chunk in entries.chunks(50) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|r| format!("(${}, ${}, ${})", r * 3 + 1, r * 3 + 2, r * 3 + 3))
+            .collect();
+        let sql = format!(
+            "WITH v(id, org, at) AS (VALUES {})
+             UPDATE api_keys SET last_used_at = v.at FROM v
+             WHERE api_keys.id = v.id AND api_keys.organization_id = v.org
+               AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < v.at)",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (org, id, at) in chunk {
+            q = q.bind(id.as_str()).bind(org.as_str()).bind(*at);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }

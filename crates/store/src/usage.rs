@@ -68,33 +68,70 @@ pub struct Increment {
     pub counts: Counts,
 }
 
+/// Rows per multi-row statement. Small on purpose: SQLite looks parameters up by name in a
+/// list, so binding costs grow with the square of a statement's parameter count.
+const CHUNK: usize = 25;
+
 /// Adds a batch of increments to every granularity. Adding (not overwriting) keeps counts
-/// from several nodes correct.
+/// from several nodes correct. Rows are summed per bucket first (several minutes fall in one
+/// hour) and written with multi-row upserts, so a flush of many keys costs few statements.
 pub async fn add(conn: &mut Conn, batch: &[Increment]) -> Result<(), StoreError> {
-    for inc in batch {
-        for g in Granularity::ALL {
-            sqlx::query(&format!(
+    for g in Granularity::ALL {
+        let mut rows: std::collections::HashMap<(&KeyId, UnixMillis), (&OrgId, &AgentId, Counts)> =
+            std::collections::HashMap::new();
+        for inc in batch {
+            let entry = rows.entry((&inc.key, g.floor(inc.minute))).or_insert((
+                &inc.org,
+                &inc.agent,
+                Counts::default(),
+            ));
+            entry.2.add(&inc.counts);
+        }
+        let rows: Vec<_> = rows.into_iter().collect();
+        for chunk in rows.chunks(CHUNK) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let b = r * 9;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8,
+                        b + 9
+                    )
+                })
+                .collect();
+            let sql = format!(
                 "INSERT INTO {t} (organization_id, agent_id, key_id, bucket, requests, success, client_errors, rate_limited, server_errors)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 VALUES {values}
                  ON CONFLICT (key_id, bucket) DO UPDATE SET
                     requests = {t}.requests + excluded.requests,
                     success = {t}.success + excluded.success,
                     client_errors = {t}.client_errors + excluded.client_errors,
                     rate_limited = {t}.rate_limited + excluded.rate_limited,
                     server_errors = {t}.server_errors + excluded.server_errors",
-                t = g.table()
-            ))
-            .bind(inc.org.as_str())
-            .bind(inc.agent.as_str())
-            .bind(inc.key.as_str())
-            .bind(g.floor(inc.minute))
-            .bind(inc.counts.requests)
-            .bind(inc.counts.success)
-            .bind(inc.counts.client_errors)
-            .bind(inc.counts.rate_limited)
-            .bind(inc.counts.server_errors)
-            .execute(&mut *conn)
-            .await?;
+                t = g.table(),
+                values = values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for ((key, bucket), (org, agent, c)) in chunk {
+                q = q
+                    .bind(org.as_str())
+                    .bind(agent.as_str())
+                    .bind(key.as_str())
+                    .bind(*bucket)
+                    .bind(c.requests)
+                    .bind(c.success)
+                    .bind(c.client_errors)
+                    .bind(c.rate_limited)
+                    .bind(c.server_errors);
+            }
+            q.execute(&mut *conn).await?;
         }
     }
     Ok(())

@@ -22,9 +22,26 @@ use crate::recorder::UsageRecorder;
 use crate::Service;
 pub use error::ApiError;
 
-/// What every handler can reach.
+/// What every handler can reach. One `Arc`: middleware and extractors clone the state for
+/// every request, so a clone must cost one reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(std::sync::Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub service: Service,
     pub recorder: UsageRecorder,
     pub metrics: Metrics,
