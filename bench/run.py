@@ -93,11 +93,14 @@ class Server:
             self.proc.kill()
 
 
-def wrk(server, path, keys_file, seconds, expect):
-    """Runs wrk (1 thread, 64 connections) on CPU 1; returns the figures of the run."""
-    env = {**os.environ, "KEYS_FILE": keys_file or os.devnull}
+def wrk(server, path, keys_file, seconds, expect, mode=None, caller=None):
+    """Runs wrk (1 thread, 64 connections) on CPU 1; returns the figures of the run.
+    `mode` is `verify` or `forward` for bench/verify.lua, else keys go in `Authorization`."""
+    env = {**os.environ, "KEYS_FILE": keys_file or os.devnull, "MODE": mode or "", "CALLER_KEY": caller or ""}
     argv = ["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{seconds}s", "--latency"]
-    if keys_file:
+    if mode:
+        argv += ["-s", os.path.join(ROOT, "bench", "verify.lua")]
+    elif keys_file:
         argv += ["-s", os.path.join(ROOT, "bench", "rotate.lua")]
     cpu_before = server.cpu_seconds()
     out = subprocess.run(argv + [server.base + path], capture_output=True, text=True, env=env, check=True).stdout
@@ -109,8 +112,8 @@ def wrk(server, path, keys_file, seconds, expect):
     if m:
         for part in m.group(1).split():
             status, n = part.split("=")
-            statuses[int(status)] = int(n)
-        unexpected = {s: n for s, n in statuses.items() if s != expect}
+            statuses[status] = int(n)
+        unexpected = {s: n for s, n in statuses.items() if s != str(expect)}
         if unexpected:
             raise SystemExit(f"unexpected answers on {path}: {unexpected} (expected only {expect})")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -141,7 +144,8 @@ def keyward(workdir, *args, stdin=None):
 
 def prepare_store(workdir, n_keys):
     with open(os.path.join(workdir, "keyward.toml"), "w") as f:
-        f.write('[plans.bench]\napi_access = true\nrate_limit = { limit = 1000000000, window_seconds = 60 }\n')
+        f.write('[plans.bench]\napi_access = true\nrate_limit = { limit = 1000000000, window_seconds = 60 }\n'
+                '[forward]\ndefault_capability = "content:read"\n')
     keyward(workdir, "org", "create", "--name", "Bench", "--slug", "bench", "--plan", "bench")
     admin = keyward(workdir, "agent", "create", "--org", "bench", "--name", "Admin",
                     "--capabilities", "account:read,keys:write,keys:verify,content:read")["first_key"]["secret"]
@@ -266,6 +270,11 @@ def main():
         r = wrk(server, "/v1/whoami", f, a.duration, expect)
         results["keyward_10k"][name] = r
         log(f"whoami {name}: {r['rps']:.0f} req/s, {r['cpu_us_per_req']:.2f} µs CPU/req, p99 {r['p99_us']:.0f} µs")
+    # The same keys through the verify API (caller: the admin key) and forward auth.
+    for name, mode, expect in [("verify", "verify", 200), ("forward", "forward", 200)]:
+        r = wrk(server, "/", keys_file, a.duration, expect, mode=mode, caller=admin)
+        results["keyward_10k"][name] = r
+        log(f"{name}: {r['rps']:.0f} req/s, {r['cpu_us_per_req']:.2f} µs CPU/req, p99 {r['p99_us']:.0f} µs")
     results["keyward_10k"]["rss_mib"] = server.rss_mib()
     peak = results["keyward_10k"]["valid"]["rps"]
     results["fixed_rate"] = loadgen(server, keys_file, peak / 2, a.duration)
@@ -312,6 +321,8 @@ def report(r):
     print("| run | req/s | × ceiling | p50 µs | p99 µs | server CPU µs/req | × ceiling |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     rows = [("hello-world (ceiling)", h)] + [(f"keyward whoami, {n} keys", r["keyward_10k"][n]) for n in ("valid", "unknown", "malformed")]
+    rows += [("keyward POST /v1/keys/verify, valid keys", r["keyward_10k"]["verify"]),
+             ("keyward GET /v1/auth/forward, valid keys", r["keyward_10k"]["forward"])]
     if "keyward_scale" in r:
         rows.append((f"keyward whoami, valid, hot 10k of {r['keyward_scale']['keys']}", r["keyward_scale"]["valid_hot"]))
         rows.append((f"keyward whoami, all-different unknown", r["keyward_scale"]["unknown_all_different"]))
