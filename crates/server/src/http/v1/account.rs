@@ -11,7 +11,7 @@ use crate::http::auth::{AccountRead, Auth};
 use crate::http::extract::Query;
 use crate::http::{ApiError, AppState};
 use crate::service::UsageQuery;
-use crate::views::{parse_rfc3339, AccountView, UsageView};
+use crate::views::{AccountView, UsageView};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -24,18 +24,6 @@ pub struct UsageParams {
     granularity: Option<String>,
     /// `key`: one series per key of the agent as well.
     group_by: Option<String>,
-}
-
-fn time(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
-    v.map(|v| {
-        parse_rfc3339(v).ok_or_else(|| {
-            ApiError::invalid(
-                name,
-                format!("{name} must be an RFC 3339 time, like 2026-01-31T12:00:00Z."),
-            )
-        })
-    })
-    .transpose()
 }
 
 /// `GET /v1/usage`: requests, successes, client errors and rate-limited requests over time.
@@ -81,8 +69,8 @@ pub async fn usage(
             .as_deref()
             .map(|a| AgentId::parse(a).map_err(|_| ApiError::not_found()))
             .transpose()?,
-        from: time("from", p.from.as_deref())?,
-        to: time("to", p.to.as_deref())?,
+        from: super::time_param("from", p.from.as_deref())?,
+        to: super::time_param("to", p.to.as_deref())?,
         granularity,
         per_key,
     };

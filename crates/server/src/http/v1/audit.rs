@@ -7,7 +7,7 @@ use crate::http::auth::{AuditRead, Auth};
 use crate::http::extract::Query;
 use crate::http::{ApiError, AppState};
 use crate::service::AuditQuery;
-use crate::views::{parse_rfc3339, EventView, ListView};
+use crate::views::{EventView, ListView};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -25,19 +25,6 @@ pub struct AuditParams {
     from: Option<String>,
     /// RFC 3339; events before.
     to: Option<String>,
-}
-
-fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
-    value
-        .map(|v| {
-            parse_rfc3339(v).ok_or_else(|| {
-                ApiError::invalid(
-                    name,
-                    format!("{name} must be an RFC 3339 time, like 2026-01-31T12:00:00Z."),
-                )
-            })
-        })
-        .transpose()
 }
 
 /// `GET /v1/audit-events`: the organization's audit log, newest first.
@@ -61,8 +48,8 @@ pub async fn list(
         action: params.action,
         actor_id: params.actor_id,
         target_id: params.target_id,
-        from: time_param("from", params.from.as_deref())?,
-        to: time_param("to", params.to.as_deref())?,
+        from: super::time_param("from", params.from.as_deref())?,
+        to: super::time_param("to", params.to.as_deref())?,
     };
     let events = state
         .service

@@ -20,6 +20,7 @@ use utoipa_axum::routes;
 
 use super::auth::authenticate;
 use super::{ApiError, AppState};
+use crate::views::parse_rfc3339;
 
 /// Every `/v1` route with its documentation; each authenticates with a key first.
 pub fn router(state: AppState) -> OpenApiRouter<AppState> {
@@ -130,4 +131,18 @@ pub fn path_id<T>(
     s: &str,
 ) -> Result<T, ApiError> {
     parse(s).map_err(|_| ApiError::not_found())
+}
+
+/// An optional RFC 3339 query parameter, as stored milliseconds.
+pub fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            parse_rfc3339(v).ok_or_else(|| {
+                ApiError::invalid(
+                    name,
+                    format!("{name} must be an RFC 3339 time, like 2026-01-31T12:00:00Z."),
+                )
+            })
+        })
+        .transpose()
 }
