@@ -343,7 +343,12 @@ impl WhoamiView {
     pub fn new(p: &Principal, now: UnixMillis) -> Self {
         let plan: &Plan = &p.plan;
         Self {
-            key: KeyView::new(&p.key, now),
+            // This very request is a use of the key; the cached record may predate the last
+            // flush of `last_used_at`.
+            key: KeyView {
+                last_used_at: Some(rfc3339(now)),
+                ..KeyView::new(&p.key, now)
+            },
             agent: WhoamiAgent {
                 id: p.key.agent.to_string(),
                 name: p.agent_name.clone(),
