@@ -20,6 +20,7 @@ mod lifecycle;
 mod nginx;
 mod ratelimit;
 mod recipes;
+mod redis;
 mod secrets;
 mod storage;
 mod usage;
