@@ -26,6 +26,7 @@ const USAGE_PRUNE_EVERY: Duration = Duration::from_secs(600);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    bus: Option<crate::bus::ChangeBus>,
 }
 
 impl Application {
@@ -49,7 +50,14 @@ impl Application {
             }
             None => crate::limiter::Limiter::local(local),
         };
-        let service = Service::new(store, Arc::new(config));
+        let bus = match &config.redis_url {
+            Some(url) => Some(crate::bus::ChangeBus::new(url)?),
+            None => None,
+        };
+        let mut service = Service::new(store, Arc::new(config));
+        if let Some(bus) = &bus {
+            service.announce_changes_to(bus.signal());
+        }
         Ok(Self {
             listener,
             state: AppState::new(crate::http::Shared {
@@ -60,6 +68,7 @@ impl Application {
                 openapi: Arc::default(),
                 limiter: Arc::new(limiter),
             }),
+            bus,
         })
     }
 
@@ -95,6 +104,9 @@ impl Application {
             USAGE_PRUNE_EVERY,
         );
         let redis_probe = self.state.limiter.spawn_probe(REDIS_PROBE_EVERY);
+        let bus = self
+            .bus
+            .map(|bus| bus.spawn(self.state.service.key_cache().clone()));
         let sweeper = self
             .state
             .limiter
@@ -119,6 +131,9 @@ impl Application {
         sweeper.abort();
         if let Some(probe) = redis_probe {
             probe.abort();
+        }
+        for task in bus.into_iter().flatten() {
+            task.abort();
         }
         watcher.abort();
         let _ = stop_worker.send(true);

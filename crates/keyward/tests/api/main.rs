@@ -18,6 +18,7 @@ mod forward;
 mod generation;
 mod lifecycle;
 mod nginx;
+mod nodes;
 mod ratelimit;
 mod recipes;
 mod redis;
