@@ -209,3 +209,42 @@ async fn redis_outage_falls_back_then_heals_by_itself() {
         .await
         .expect(429, "rate_limited");
 }
+
+/// The fast path alone: two nodes on separate databases (so the change counter cannot carry
+/// anything across) hear each other's auth changes through Redis and clear their key caches.
+#[tokio::test]
+async fn an_auth_change_clears_the_other_nodes_key_cache_through_redis() {
+    let Ok(url) = std::env::var("KEYWARD_TEST_REDIS_URL") else {
+        eprintln!("skipped: KEYWARD_TEST_REDIS_URL not set");
+        return;
+    };
+    let a = spawn_app_with(|c| c.redis_url = Some(url.clone())).await;
+    let b = spawn_app_with(|c| c.redis_url = Some(url.clone())).await;
+    let on_a = a.tenant("Acme", "pro", ALL).await;
+    let on_b = b.tenant("Beta", "pro", ALL).await;
+    // B caches its key, and keeps it past its start-up clears (first watcher poll, first
+    // subscription), so that only a message can empty the cache below.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        b.get("/v1/whoami", &on_b.key).await.expect(200, "");
+        if b.service.key_cache().entry_count().await > 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if b.service.key_cache().entry_count().await > 0 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "B never kept its key cached");
+    }
+    a.service
+        .revoke_key(&Caller::cli(on_a.org.clone()), &on_a.key_id, None)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while b.service.key_cache().entry_count().await > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "B's key cache was not cleared by A's change"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
