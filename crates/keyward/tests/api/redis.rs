@@ -248,3 +248,41 @@ async fn an_auth_change_clears_the_other_nodes_key_cache_through_redis() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Messages sent while a node was cut off from Redis are lost, so it clears its key cache once
+/// it has subscribed again.
+#[tokio::test]
+async fn a_node_clears_its_key_cache_after_resubscribing() {
+    let Some(mut redis) = OwnRedis::start() else {
+        return;
+    };
+    let app = spawn_app_with(|c| c.redis_url = Some(redis.url())).await;
+    let t = app.tenant("Acme", "pro", ALL).await;
+    let cached = async || {
+        app.get("/v1/whoami", &t.key).await.expect(200, "");
+        app.service.key_cache().entry_count().await > 0
+    };
+    // Past the start-up clears (first watcher poll, first subscription).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if cached().await {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if app.service.key_cache().entry_count().await > 0 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the key never stayed cached");
+    }
+    redis.stop();
+    wait_for_redis(&app, "down", Duration::from_secs(3)).await;
+    assert!(cached().await, "an outage alone does not clear the cache");
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.service.key_cache().entry_count().await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the cache was not cleared after resubscribing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

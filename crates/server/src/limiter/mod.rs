@@ -136,8 +136,10 @@ impl Limiter {
                     return;
                 };
                 if let Some(shared) = &limiter.shared {
-                    let up = shared.redis.ping().await;
-                    shared.mark(up, None);
+                    match shared.redis.ping().await {
+                        Ok(()) => shared.mark(true, None),
+                        Err(e) => shared.mark(false, Some(&e)),
+                    }
                 }
             }
         }))
@@ -153,7 +155,9 @@ impl SharedState {
         if up {
             tracing::warn!("Redis is reachable again; rate limits are global again");
         } else {
-            let cause = cause.map(|e| format!("{e}: {:?}", std::error::Error::source(e)));
+            let cause = cause
+                .and_then(std::error::Error::source)
+                .map(|e| e.to_string());
             match self.fallback {
                 Fallback::Local => tracing::error!(
                     cause,

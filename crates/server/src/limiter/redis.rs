@@ -117,10 +117,13 @@ impl RedisLimiter {
     }
 
     /// Whether Redis answers a `PING` now.
-    pub async fn ping(&self) -> bool {
+    pub async fn ping(&self) -> Result<(), LimiterError> {
         let mut conn = self.conn.clone();
-        let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
-        pong.is_ok()
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn run(
