@@ -142,9 +142,9 @@ def keyward(workdir, *args, stdin=None):
     return json.loads(out.stdout) if out.stdout.strip() else None
 
 
-def prepare_store(workdir, n_keys):
+def prepare_store(workdir, n_keys, limit=1_000_000_000):
     with open(os.path.join(workdir, "keyward.toml"), "w") as f:
-        f.write('[plans.bench]\napi_access = true\nrate_limit = { limit = 1000000000, window_seconds = 60 }\n'
+        f.write(f'[plans.bench]\napi_access = true\nrate_limit = {{ limit = {limit}, window_seconds = 60 }}\n'
                 '[forward]\ndefault_capability = "content:read"\n')
     keyward(workdir, "org", "create", "--name", "Bench", "--slug", "bench", "--plan", "bench")
     admin = keyward(workdir, "agent", "create", "--org", "bench", "--name", "Admin",
@@ -233,6 +233,34 @@ def loadgen(server, keys_file, rate, seconds):
     return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
 
 
+def redis_cpu_seconds(url):
+    out = subprocess.run(["redis-cli", "-u", url, "INFO", "cpu"], capture_output=True, text=True, check=True).stdout
+    fields = dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line)
+    return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
+
+def compare_limiters(a, redis_url):
+    """`GET /v1/whoami` with valid keys, the in-process limiter against Redis, alternated
+    (local, Redis, local, Redis) so that drift of a noisy machine shows. The plan allows 10 000
+    per minute, so both limiters keep exact logs and no request is refused."""
+    work = tempfile.mkdtemp(prefix="keyward-bench-limiter-")
+    prepare_store(work, a.keys, limit=10_000)
+    keys_file = os.path.join(work, "keys.txt")
+    runs = []
+    for name, extra in [("local", []), ("redis", ["--redis-url", redis_url])] * 2:
+        server = Server([KEYWARD, "serve", "--listen", "127.0.0.1:0", *extra], cwd=work)
+        wrk(server, "/v1/whoami", keys_file, 3, 200)  # warm the cache
+        redis_before = redis_cpu_seconds(redis_url)
+        r = wrk(server, "/v1/whoami", keys_file, a.duration, 200)
+        r["redis_cpu_us_per_req"] = (redis_cpu_seconds(redis_url) - redis_before) * 1e6 / max(r["requests"], 1)
+        server.stop()
+        r["limiter"] = name
+        runs.append(r)
+        log(f"whoami, {name} limiter: {r['rps']:.0f} req/s, server {r['cpu_us_per_req']:.2f} µs CPU/req, "
+            f"Redis {r['redis_cpu_us_per_req']:.2f} µs CPU/req, p50 {r['p50_us']} µs, p99 {r['p99_us']} µs")
+    return runs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--keys", type=int, default=10_000, help="keys to seed (default 10000)")
@@ -241,6 +269,8 @@ def main():
     ap.add_argument("--revocations", type=int, default=30, help="revocation trials (default 30)")
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--json", help="write the results here as JSON")
+    ap.add_argument("--compare-redis", metavar="URL",
+                    help="only compare the in-process and the Redis limiter, with the Redis at URL")
     a = ap.parse_args()
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
@@ -249,6 +279,12 @@ def main():
         build()
     rng = random.Random(7)
     results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "duration_s": a.duration}
+    if a.compare_redis:
+        results["limiters"] = compare_limiters(a, a.compare_redis)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(results, f, indent=2)
+        return
 
     # The ceiling.
     hello = Server([HELLO, "127.0.0.1:0"], cwd=ROOT)

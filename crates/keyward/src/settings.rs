@@ -264,7 +264,7 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
     Ok(Settings {
         listen,
         database_url,
-        redis_url: Some(redis_url).filter(|u| !u.is_empty()),
+        redis_url: Some(redis_url.clone()).filter(|u| !u.is_empty()),
         redis_fallback: file.redis_fallback.unwrap_or_default(),
         usage_retention_days,
         app: Config {
@@ -274,6 +274,11 @@ pub fn load(flags: &Overrides, env: impl Fn(&str) -> Option<String>) -> anyhow::
             forward,
             trusted_proxies,
             change_watch: Duration::from_millis(change_watch_ms),
+            redis_url: Some(redis_url).filter(|u| !u.is_empty()),
+            redis_fallback: match file.redis_fallback.unwrap_or_default() {
+                RedisFallback::Local => keyward_server::limiter::Fallback::Local,
+                RedisFallback::Deny => keyward_server::limiter::Fallback::Deny,
+            },
             usage_retention_days,
             key_cache_capacity: keyward_server::cache::DEFAULT_CAPACITY,
             generator: generator_config(file.generator.as_ref()),

@@ -16,12 +16,17 @@ use crate::{Config, Service};
 const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How often idle keys are dropped from the rate limiter.
 const LIMITER_SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// How often Redis is pinged, to notice an outage between requests and its end.
+const REDIS_PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Prefix of every Redis key keyward writes.
+const REDIS_NAMESPACE: &str = "keyward:";
 /// How often old per-minute usage rows are pruned.
 const USAGE_PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    bus: Option<crate::bus::ChangeBus>,
 }
 
 impl Application {
@@ -30,7 +35,29 @@ impl Application {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-        let service = Service::new(store, Arc::new(config));
+        let local = Arc::new(crate::limiter::LocalLimiter::default());
+        let limiter = match &config.redis_url {
+            Some(url) => {
+                let redis = crate::limiter::RedisLimiter::new(
+                    url,
+                    REDIS_NAMESPACE,
+                    crate::limiter::TimeSource::Redis,
+                )
+                .map_err(|e| {
+                    anyhow::anyhow!("redis_url: {e}: {:?}", std::error::Error::source(&e))
+                })?;
+                crate::limiter::Limiter::redis(redis, config.redis_fallback, local)
+            }
+            None => crate::limiter::Limiter::local(local),
+        };
+        let bus = match &config.redis_url {
+            Some(url) => Some(crate::bus::ChangeBus::new(url)?),
+            None => None,
+        };
+        let mut service = Service::new(store, Arc::new(config));
+        if let Some(bus) = &bus {
+            service.announce_changes_to(bus.signal());
+        }
         Ok(Self {
             listener,
             state: AppState::new(crate::http::Shared {
@@ -39,8 +66,9 @@ impl Application {
                 metrics: crate::metrics::Metrics::default(),
                 jobs_waiting: Arc::new(tokio::sync::Notify::new()),
                 openapi: Arc::default(),
-                limiter: Arc::new(crate::limiter::LocalLimiter::default()),
+                limiter: Arc::new(limiter),
             }),
+            bus,
         })
     }
 
@@ -75,9 +103,14 @@ impl Application {
             config.usage_retention_days,
             USAGE_PRUNE_EVERY,
         );
+        let redis_probe = self.state.limiter.spawn_probe(REDIS_PROBE_EVERY);
+        let bus = self
+            .bus
+            .map(|bus| bus.spawn(self.state.service.key_cache().clone()));
         let sweeper = self
             .state
             .limiter
+            .local_limiter()
             .spawn_sweeper(config.clock.clone(), LIMITER_SWEEP_EVERY);
         let watcher = spawn_change_watcher(self.state.service.clone(), config.change_watch);
         let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
@@ -96,6 +129,12 @@ impl Application {
         let _ = flusher.await;
         pruner.abort();
         sweeper.abort();
+        if let Some(probe) = redis_probe {
+            probe.abort();
+        }
+        for task in bus.into_iter().flatten() {
+            task.abort();
+        }
         watcher.abort();
         let _ = stop_worker.send(true);
         let _ = worker.await;

@@ -22,6 +22,11 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// How often changes made by other processes are picked up.
     pub change_watch: Duration,
+    /// The Redis shared by every node, for global rate limits (SPEC §10); `None` limits on this
+    /// node only.
+    pub redis_url: Option<String>,
+    /// What the limiter does while Redis is unreachable.
+    pub redis_fallback: crate::limiter::Fallback,
     /// Days per-minute usage rows are kept (hourly and daily sums stay longer).
     pub usage_retention_days: u32,
     /// Most entries in the key cache (known and unknown keys together).
@@ -93,6 +98,8 @@ impl Default for Config {
             forward: ForwardRules::default(),
             trusted_proxies: vec!["127.0.0.1/32".parse().unwrap_or_else(|_| IpNet::default())],
             change_watch: Duration::from_millis(250),
+            redis_url: None,
+            redis_fallback: crate::limiter::Fallback::Local,
             usage_retention_days: 90,
             key_cache_capacity: crate::cache::DEFAULT_CAPACITY,
             generator: crate::generator::GeneratorConfig::default(),

@@ -4,6 +4,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
+pub mod bus;
 pub mod cache;
 pub mod clock;
 pub mod config;

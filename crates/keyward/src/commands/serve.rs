@@ -20,10 +20,11 @@ pub async fn run(settings: Settings, load_demo: bool) -> CliResult {
     if let Some(path) = &settings.config_path {
         tracing::info!(config = %path.display(), "configuration file read");
     }
-    if settings.redis_url.is_some() {
-        tracing::warn!(
+    if let Some(url) = &settings.redis_url {
+        tracing::info!(
+            redis = %keyward_store::redact_url(url),
             fallback = ?settings.redis_fallback,
-            "redis_url is set, but this version keeps rate limits and revocation on this node only"
+            "rate limits are shared through Redis"
         );
     }
     tracing::debug!(

@@ -45,7 +45,7 @@ pub struct Shared {
     pub service: Service,
     pub recorder: UsageRecorder,
     pub metrics: Metrics,
-    pub limiter: std::sync::Arc<crate::limiter::LocalLimiter>,
+    pub limiter: std::sync::Arc<crate::limiter::Limiter>,
     /// The OpenAPI document, rendered once when the router is built.
     pub openapi: std::sync::Arc<std::sync::OnceLock<String>>,
     /// Wakes the generation worker when a job is queued.

@@ -24,20 +24,33 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// Storage is reachable.
+/// Storage is reachable, and so is Redis when it is configured. A node whose Redis is down
+/// stays ready with the local fallback (it still limits, per node) and is not ready with
+/// `redis_fallback = "deny"` (it would refuse every limited request).
 #[utoipa::path(
-    operation_id = "readyz",get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Storage unreachable", body = crate::http::openapi::ErrorBody)))]
+    operation_id = "readyz",get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Storage unreachable, or Redis with the deny fallback", body = crate::http::openapi::ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.service.store().ping().await {
-        axum::Json(json!({"status": "ready", "checks": {"storage": "ok"}})).into_response()
-    } else {
-        ApiError::new(
+    if !state.service.store().ping().await {
+        return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "Storage is not reachable.",
         )
-        .into_response()
+        .into_response();
     }
+    if !state.limiter.ready() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Redis is not reachable.",
+        )
+        .into_response();
+    }
+    let mut checks = json!({"storage": "ok"});
+    if let Some(up) = state.limiter.redis_up() {
+        checks["redis"] = json!(if up { "ok" } else { "down" });
+    }
+    axum::Json(json!({"status": "ready", "checks": checks})).into_response()
 }
 
 /// Prometheus text: requests and latency by matched route and status, authentication
@@ -60,11 +73,19 @@ async fn metrics(State(state): State<AppState>) -> Response {
             .map_or(0, |(_, n)| *n);
         samples.push((format!("state=\"{s}\""), n as f64));
     }
-    let body = state.metrics.render(&[(
+    let mut gauges = vec![(
         "keyward_generation_jobs",
         "Content generation jobs by state.",
         samples,
-    )]);
+    )];
+    if let Some(up) = state.limiter.redis_up() {
+        gauges.push((
+            "keyward_redis_up",
+            "1 while Redis (shared rate limits) is reachable, 0 while limiting falls back.",
+            vec![(String::new(), f64::from(u8::from(up)))],
+        ));
+    }
+    let body = state.metrics.render(&gauges);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -44,6 +44,8 @@ pub struct Service {
     store: Store,
     config: Arc<Config>,
     keys: crate::cache::KeyCache,
+    /// Tells the other nodes (through [`crate::bus`]) about committed auth changes.
+    announce: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Service {
@@ -53,7 +55,13 @@ impl Service {
             store,
             config,
             keys,
+            announce: None,
         }
+    }
+
+    /// Signals `announce` after every committed change that affects authentication.
+    pub fn announce_changes_to(&mut self, announce: Arc<tokio::sync::Notify>) {
+        self.announce = Some(announce);
     }
 
     /// The cache of authenticated keys (shared by every clone of this service).
@@ -62,9 +70,13 @@ impl Service {
     }
 
     /// Called after a change that affects authentication has committed, so the very next
-    /// request on this node sees it. Other nodes notice through the change counter.
+    /// request on this node sees it. Other nodes hear of it through Redis when configured,
+    /// and through the database's change counter in any case.
     pub(crate) fn auth_changed(&self) {
         self.keys.invalidate_all();
+        if let Some(announce) = &self.announce {
+            announce.notify_one();
+        }
     }
 
     pub fn store(&self) -> &Store {
