@@ -305,3 +305,100 @@ async fn queued_jobs_run_exactly_once_with_two_nodes() {
     let items = blogs["data"].as_array().unwrap();
     assert_eq!(items.len(), 10, "one draft per job: {blogs}");
 }
+
+#[tokio::test]
+async fn killing_one_node_under_load_loses_nothing_committed_and_the_other_keeps_answering() {
+    let Some(mut nodes) = Nodes::start("kill -9 of one node under load").await else {
+        return;
+    };
+    let (agent, admin) = nodes.agent("Admin", "keys:write,keys:read,audit:read");
+    let (_, load_key) = nodes.key(&agent, "load", "1000000/1m");
+    // Load on both nodes for the whole test; node B must answer every one of its requests.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for (node, url) in [
+        ("a", nodes.a.url("/v1/whoami")),
+        ("b", nodes.b.url("/v1/whoami")),
+    ] {
+        let (c, key, stop) = (nodes.c.clone(), load_key.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match c.get(&url).bearer_auth(&key).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (node, ok, failed)
+        }));
+    }
+    // Changes through node A, each answered 2xx (so committed), then A dies at once.
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let r: Value = nodes
+            .c
+            .post(nodes.a.url(&format!("/v1/agents/{agent}/keys")))
+            .bearer_auth(&admin)
+            .json(&json!({"name": format!("k{i}")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        created.push((
+            r["id"].as_str().unwrap().to_string(),
+            r["secret"].as_str().unwrap().to_string(),
+        ));
+    }
+    let revoked = nodes
+        .c
+        .post(nodes.a.url(&format!("/v1/keys/{}/revoke", created[0].0)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    nodes.a.kill9();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        let (node, ok, failed) = task.await.unwrap();
+        assert!(ok > 0, "node {node} answered nothing");
+        if node == "b" {
+            assert_eq!(
+                failed, 0,
+                "node B failed {failed} of its requests while node A died"
+            );
+        }
+    }
+    // Everything committed through A is there, as seen by B.
+    assert_eq!(
+        nodes.status(&nodes.b, "/v1/whoami", &created[0].1).await,
+        401
+    );
+    for (_, secret) in &created[1..] {
+        assert_eq!(nodes.status(&nodes.b, "/v1/whoami", secret).await, 200);
+    }
+    let audit: Value = nodes
+        .c
+        .get(nodes.b.url("/v1/audit-events?limit=100"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.iter().filter(|a| **a == "key.revoked").count(), 1);
+    assert!(
+        actions.iter().filter(|a| **a == "key.created").count() >= 6,
+        "{actions:?}"
+    );
+}
