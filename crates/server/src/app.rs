@@ -158,6 +158,7 @@ fn spawn_change_watcher(service: Service, every: Duration) -> tokio::task::JoinH
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let read_at = std::time::Instant::now();
             let version = match tokio::time::timeout(every, async {
                 let mut conn = service.store().watch_conn().await?;
                 keyward_store::keys::auth_version(&mut conn).await
@@ -174,7 +175,7 @@ fn spawn_change_watcher(service: Service, every: Duration) -> tokio::task::JoinH
                         cache.invalidate_all();
                         seen = Some(v);
                     }
-                    cache.confirm_fresh(trust);
+                    cache.confirm_fresh(read_at, trust);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the change counter; keys are checked in storage until it answers")

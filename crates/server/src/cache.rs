@@ -143,8 +143,11 @@ impl KeyCache {
     /// The watcher confirmed that nothing changed elsewhere up to now: entries may be trusted
     /// for `for_how_long` more (a little over the watch interval). If the watcher stalls, the
     /// cache stops being used instead of serving stale keys.
-    pub fn confirm_fresh(&self, for_how_long: Duration) {
-        let until = self.now_ms() + for_how_long.as_millis() as u64;
+    /// `read_at` is when the watcher began the read that confirmed it, so the window counts
+    /// from the moment the database was looked at, not from when the answer arrived.
+    pub fn confirm_fresh(&self, read_at: Instant, for_how_long: Duration) {
+        let since_epoch = read_at.saturating_duration_since(self.epoch).as_millis() as u64;
+        let until = since_epoch + for_how_long.as_millis() as u64;
         self.trusted_until.store(until, Ordering::Release);
     }
 

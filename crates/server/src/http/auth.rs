@@ -166,7 +166,8 @@ pub async fn consume(
     match state.limiter.check(&principal.key.id, limit, now).await {
         Ok(decision) => Ok((decision, limit, now)),
         Err(e) => {
-            tracing::error!(error = %e, "rate limiter unavailable");
+            // The limiter logs its own state changes once; one line per request would flood.
+            tracing::debug!(error = %e, "rate limiter unavailable");
             Err(ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

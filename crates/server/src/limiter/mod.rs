@@ -122,7 +122,7 @@ impl Limiter {
             .is_none_or(|s| s.fallback == Fallback::Local || s.up.load(Ordering::Relaxed))
     }
 
-    /// Pings Redis every `every` and marks it up or down; also how a node notices Redis is
+    /// Checks Redis every `every` and marks it up or down; also how a node notices Redis is
     /// back. Stops once the limiter is dropped. Nothing to do without Redis.
     pub fn spawn_probe(self: &Arc<Self>, every: Duration) -> Option<JoinHandle<()>> {
         self.shared.as_ref()?;
@@ -136,8 +136,19 @@ impl Limiter {
                     return;
                 };
                 if let Some(shared) = &limiter.shared {
-                    match shared.redis.ping().await {
-                        Ok(()) => shared.mark(true, None),
+                    // The probe runs the real script on a reserved key: a Redis that answers
+                    // PING but refuses the script (out of memory, read-only replica, missing
+                    // ACL) is down for limiting purposes.
+                    let probe = KeyId::from_stored("key_keywardprobe".to_string());
+                    let limit = RateLimit {
+                        limit: 1_000_000_000,
+                        window_seconds: 1,
+                    };
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    match shared.redis.check(&probe, limit, now).await {
+                        Ok(_) => shared.mark(true, None),
                         Err(e) => shared.mark(false, Some(&e)),
                     }
                 }

@@ -27,6 +27,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// starts the key afresh. Refused requests add nothing. The set expires a window after its
 /// newest request, so idle keys cost Redis nothing.
 const CHECK: &str = r"
+redis.replicate_commands()
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -116,16 +117,6 @@ impl RedisLimiter {
         })
     }
 
-    /// Whether Redis answers a `PING` now.
-    pub async fn ping(&self) -> Result<(), LimiterError> {
-        let mut conn = self.conn.clone();
-        let _: String = redis::cmd("PING")
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
     async fn run(
         &self,
         key: &KeyId,
@@ -155,10 +146,13 @@ impl RedisLimiter {
             .await
             .map_err(unavailable)?;
         let allowed = allowed == 1;
-        let from = match self.time {
-            TimeSource::Redis => redis_now,
-            TimeSource::Caller => now,
+        // Redis' clock decides; the answer is given on this node's clock, so that every
+        // header (`RateLimit: t=` is computed from `now`) agrees even if the clocks differ.
+        let (reset_at, retry_at) = match self.time {
+            TimeSource::Redis => (reset_at + (now - redis_now), retry_at + (now - redis_now)),
+            TimeSource::Caller => (reset_at, retry_at),
         };
+        let from = now;
         let ceil = |ms: i64| u64::try_from(ms).map_or(0, |ms| ms.div_ceil(1000));
         Ok(Decision {
             allowed,
@@ -232,7 +226,11 @@ mod tests {
     }
 
     async fn check(l: &RedisLimiter, key: &KeyId, limit: RateLimit) -> Decision {
-        match l.check(key, limit, 0).await {
+        check_at(l, key, limit, 0).await
+    }
+
+    async fn check_at(l: &RedisLimiter, key: &KeyId, limit: RateLimit, now: i64) -> Decision {
+        match l.check(key, limit, now).await {
             Ok(d) => d,
             Err(e) => panic!("{e}"),
         }
@@ -271,30 +269,37 @@ mod tests {
             .await;
     }
 
-    /// With Redis' clock the caller's `now` is ignored, and the headers are in Redis time.
+    /// With Redis' clock deciding, the caller's `now` only places the answer on the caller's
+    /// clock: a node 5 s behind Redis gets a reset 5 s earlier in its own time, and the same
+    /// limit and Retry-After.
     #[tokio::test]
     async fn redis_time_is_the_clock() {
         let Some(url) = redis_url() else { return };
         let l = limiter(&url, TimeSource::Redis);
         let key = KeyId::generate();
+        const SKEW: i64 = 5_000;
         let before = redis_time(&l).await;
-        let first = check(&l, &key, rl(3, 60)).await;
+        let first = check_at(&l, &key, rl(3, 60), before - SKEW).await;
         let after = redis_time(&l).await;
         assert!(first.allowed);
         assert_eq!(first.remaining, 2);
         assert!(
-            (before + 60_000..=after + 60_000).contains(&first.reset_at),
+            (before - SKEW + 60_000 - 50..=after - SKEW + 60_000 + 50).contains(&first.reset_at),
             "{before} {} {after}",
             first.reset_at
         );
         for remaining in [1, 0] {
-            let d = check(&l, &key, rl(3, 60)).await;
+            let now = redis_time(&l).await - SKEW;
+            let d = check_at(&l, &key, rl(3, 60), now).await;
             assert_eq!((d.allowed, d.remaining), (true, remaining));
-            assert_eq!(d.reset_at, first.reset_at, "the first is the oldest");
+            assert!(
+                (d.reset_at - first.reset_at).abs() <= 50,
+                "the first is the oldest"
+            );
         }
-        let refused = check(&l, &key, rl(3, 60)).await;
+        let refused = check_at(&l, &key, rl(3, 60), redis_time(&l).await - SKEW).await;
         assert!(!refused.allowed);
-        assert_eq!(refused.reset_at, first.reset_at);
+        assert!((refused.reset_at - first.reset_at).abs() <= 50);
         assert!(matches!(refused.retry_after_secs, Some(59 | 60)));
         // A short window frees itself on Redis' clock.
         let key = KeyId::generate();
