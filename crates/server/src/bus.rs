@@ -66,8 +66,12 @@ async fn publish(client: redis::Client, node: String, changed: Arc<Notify>) {
         .set_connection_timeout(Some(Duration::from_millis(500)))
         .set_response_timeout(Some(Duration::from_millis(500)))
         .set_number_of_retries(1);
-    let Ok(mut conn) = redis::aio::ConnectionManager::new_lazy_with_config(client, config) else {
-        return;
+    let mut conn = match redis::aio::ConnectionManager::new_lazy_with_config(client, config) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot publish auth changes over Redis; other nodes rely on the database's change counter");
+            return;
+        }
     };
     loop {
         changed.notified().await;
@@ -86,9 +90,18 @@ async fn publish(client: redis::Client, node: String, changed: Arc<Notify>) {
 async fn subscribe(client: redis::Client, node: String, cache: KeyCache) {
     let mut wait = RETRY_MIN;
     loop {
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => {
-                if pubsub.subscribe(CHANNEL).await.is_ok() {
+        // Bounded: an unreachable Redis must not hold the subscriber forever.
+        let connected =
+            tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await;
+        match connected {
+            Err(_) => tracing::debug!("connecting to Redis for auth changes timed out"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot subscribe to auth changes"),
+            Ok(Ok(mut pubsub)) => {
+                let subscribed = pubsub.subscribe(CHANNEL).await;
+                if let Err(e) = &subscribed {
+                    tracing::warn!(error = %e, "cannot subscribe to auth changes; other nodes' changes arrive through the database");
+                }
+                if subscribed.is_ok() {
                     // Messages sent while we were not listening are lost: start clean.
                     cache.invalidate_all();
                     wait = RETRY_MIN;
@@ -101,7 +114,6 @@ async fn subscribe(client: redis::Client, node: String, cache: KeyCache) {
                     tracing::debug!("auth change subscription lost; reconnecting");
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "cannot subscribe to auth changes"),
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(RETRY_MAX);
