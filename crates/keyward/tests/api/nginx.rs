@@ -59,13 +59,18 @@ struct Nginx {
 
 impl Nginx {
     async fn start(binary: &Path, keyward_port: u16, upstream_port: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let d = dir.path().display();
         let recipe = RECIPE
             .replace("127.0.0.1:8080", &format!("127.0.0.1:{keyward_port}"))
             .replace("127.0.0.1:9000", &format!("127.0.0.1:{upstream_port}"))
             .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
+        Self::start_recipe(binary, &recipe, port).await
+    }
+
+    /// Runs nginx in the foreground with `recipe` (an `http` block's contents) listening on `port`.
+    async fn start_recipe(binary: &Path, recipe: &str, port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
         let config = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
              error_log {d}/error.log notice;\nevents {{ worker_connections 256; }}\n\
@@ -375,4 +380,95 @@ async fn nginx_auth_request_lets_valid_keys_through_and_passes_keywards_refusals
     )
     .await;
     assert_eq!(crate::usage::totals(&usage), (101, 100, 0, 1));
+}
+
+/// The load-balancer configuration of docs/DEPLOY.md, run as written (TLS and the public
+/// name aside) in front of two keyward nodes: requests reach both, and when one node dies
+/// nginx's retries keep every request answered.
+#[tokio::test]
+async fn the_deploy_load_balancer_spreads_requests_and_survives_a_node() {
+    let Some(binary) = nginx_binary() else { return };
+    let deploy = include_str!("../../../../docs/DEPLOY.md");
+    let block = deploy
+        .split("## nginx\n\n```nginx\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/DEPLOY.md has an nginx block");
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    crate::helpers::cli_json(
+        dir.path(),
+        &db,
+        &["org", "create", "--name", "Acme", "--slug", "acme"],
+    );
+    let agent = crate::helpers::cli_json(
+        dir.path(),
+        &db,
+        &[
+            "agent",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "Lb",
+            "--capabilities",
+            "content:read",
+        ],
+    );
+    let key = agent["first_key"]["secret"].as_str().unwrap().to_string();
+    let mut a = crate::helpers::ServerProcess::start(dir.path(), &db, &[], &[]);
+    let b = crate::helpers::ServerProcess::start(dir.path(), &db, &[], &[]);
+    let port = free_port();
+    let recipe: String = block
+        .replace("10.0.0.21:8080", a.base.trim_start_matches("http://"))
+        .replace("10.0.0.22:8080", b.base.trim_start_matches("http://"))
+        .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
+        .lines()
+        .filter(|l| !l.contains("server_name") && !l.contains("ssl_certificate"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let nginx = Nginx::start_recipe(&binary, &recipe, port).await;
+    let c = reqwest::Client::new();
+    for _ in 0..20 {
+        let r = c
+            .get(nginx.url("/v1/whoami"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", nginx.error_log());
+    }
+    let served = |node: &crate::helpers::ServerProcess| {
+        let (c, url) = (c.clone(), node.url("/metrics"));
+        async move {
+            let text = c.get(url).send().await.unwrap().text().await.unwrap();
+            text.lines()
+                .filter(|l| l.starts_with("keyward_http_requests_total{method=\"GET\",route=\"/v1/whoami\",status=\"200\"}"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum::<u64>()
+        }
+    };
+    let (on_a, on_b) = (served(&a).await, served(&b).await);
+    assert_eq!(on_a + on_b, 20);
+    assert!(on_a > 0 && on_b > 0, "both nodes served: {on_a} and {on_b}");
+    // /metrics is not for the public.
+    assert_eq!(
+        c.get(nginx.url("/metrics")).send().await.unwrap().status(),
+        403
+    );
+    a.kill9();
+    for _ in 0..20 {
+        let r = c
+            .get(nginx.url("/v1/whoami"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "a request failed after a node died: {}",
+            nginx.error_log()
+        );
+    }
 }
