@@ -159,6 +159,42 @@ pub fn check_format(prefix: &KeyPrefix, presented: &str) -> Result<(), Malformed
     Ok(())
 }
 
+/// `text` with everything shaped like an API key (`{2–8 lowercase letters}_{38 base62}`)
+/// replaced by `[redacted key]`. Error messages pass through this: a client that sends its key
+/// in the wrong place must not see it echoed (or have it stored by whatever logs the answer).
+pub fn redact_keys(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let looks_like_key = |w: &str| {
+        w.split_once('_').is_some_and(|(prefix, rest)| {
+            (2..=8).contains(&prefix.len())
+                && prefix.bytes().all(|b| b.is_ascii_lowercase())
+                && rest.len() == BODY_LEN
+                && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+    };
+    if !text.split(|c: char| !is_word(c)).any(looks_like_key) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    for c in text.chars().chain(std::iter::once('\0')) {
+        if is_word(c) {
+            word.push(c);
+            continue;
+        }
+        out.push_str(if looks_like_key(&word) {
+            "[redacted key]"
+        } else {
+            &word
+        });
+        word.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The 6-character checksum of `{prefix}_{random}`.
 fn checksum(signed: &[u8]) -> String {
     base62::encode_padded(u64::from(crc32fast::hash(signed)), CHECKSUM_LEN)
@@ -281,6 +317,19 @@ mod tests {
             ApiKey::parse(&kw(), &swapped).unwrap_err(),
             MalformedKey::BadChecksum
         );
+    }
+
+    #[test]
+    fn keys_in_text_are_redacted() {
+        let key = ApiKey::generate(&kw());
+        let text = format!("invalid type: string \"{}\", expected u64", key.expose());
+        let redacted = redact_keys(&text);
+        assert!(!redacted.contains(&key.expose()[3..]));
+        assert_eq!(
+            redacted,
+            "invalid type: string \"[redacted key]\", expected u64"
+        );
+        assert_eq!(redact_keys("no key here, key_abc"), "no key here, key_abc");
     }
 
     #[test]

@@ -618,3 +618,30 @@ async fn the_key_cache_stays_bounded_under_a_flood_of_unknown_keys() {
     // The hot key still works (and a repeated unknown key is answered from the cache).
     app.get("/v1/whoami", &t.key).await.expect(200, "");
 }
+
+#[tokio::test]
+async fn a_key_sent_in_the_wrong_place_is_never_echoed_in_an_error() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme", "pro", ALL).await;
+    let secret_part = t.key[3..].to_string();
+    let cases = [
+        format!("{{\"grace_seconds\": \"{}\"}}", t.key),
+        format!("{{\"{}\": 1}}", t.key),
+    ];
+    for body in cases {
+        let r = app
+            .req(Method::POST, &format!("/v1/keys/{}/roll", t.key_id), &t.key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let r = crate::helpers::Reply::from(r).await;
+        r.expect(400, "invalid_request");
+        assert!(
+            !r.text.contains(&secret_part),
+            "the key was echoed: {}",
+            r.text
+        );
+    }
+}

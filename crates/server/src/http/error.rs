@@ -146,13 +146,17 @@ impl ApiError {
 
     /// The JSON body for this error with `request_id`.
     pub fn body(&self, request_id: &str) -> Vec<u8> {
+        // Messages may quote what the client sent (a value of the wrong type, an unknown
+        // field): a key sent in the wrong place is never echoed back.
+        let message = keyward_core::key::redact_keys(&self.message);
+        let field = self.field.as_deref().map(keyward_core::key::redact_keys);
         serde_json::to_vec(&Body {
             error: Inner {
                 code: self.code,
-                message: &self.message,
+                message: &message,
                 status: self.status.as_u16(),
                 request_id,
-                field: self.field.as_deref(),
+                field: field.as_deref(),
             },
         })
         .unwrap_or_default()
