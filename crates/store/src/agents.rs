@@ -71,14 +71,7 @@ pub async fn insert(conn: &mut Conn, agent: &Agent) -> Result<(), StoreError> {
 
 /// A live (not deleted) agent of `org`.
 pub async fn get(conn: &mut Conn, org: &OrgId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM agents a WHERE a.organization_id = $1 AND a.id = $2 AND a.deleted_at IS NULL"
-    ))
-    .bind(org.as_str())
-    .bind(id.as_str())
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.as_ref().map(from_row).transpose()?)
+    select_live(conn, org, id, "").await
 }
 
 /// A live agent of `org`, locked for the rest of the transaction (PostgreSQL).
@@ -88,6 +81,15 @@ pub async fn get_for_update(
     id: &AgentId,
 ) -> Result<Option<Agent>, StoreError> {
     let lock = crate::keys::lock_clause(conn);
+    select_live(conn, org, id, lock).await
+}
+
+async fn select_live(
+    conn: &mut Conn,
+    org: &OrgId,
+    id: &AgentId,
+    lock: &str,
+) -> Result<Option<Agent>, StoreError> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM agents a WHERE a.organization_id = $1 AND a.id = $2 AND a.deleted_at IS NULL{lock}"
     ))

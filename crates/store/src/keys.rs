@@ -163,15 +163,7 @@ pub async fn get_for_update(
     id: &KeyId,
 ) -> Result<Option<KeyRecord>, StoreError> {
     let lock = lock_clause(conn);
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM api_keys k WHERE {SCOPE_SQL} AND k.id = $3{lock}"
-    ))
-    .bind(scope.org.as_str())
-    .bind(scope_team(scope))
-    .bind(id.as_str())
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.as_ref().map(from_row).transpose()?)
+    select_one(conn, scope, id, lock).await
 }
 
 /// A key visible in `scope`.
@@ -180,8 +172,17 @@ pub async fn get(
     scope: &Scope,
     id: &KeyId,
 ) -> Result<Option<KeyRecord>, StoreError> {
+    select_one(conn, scope, id, "").await
+}
+
+async fn select_one(
+    conn: &mut Conn,
+    scope: &Scope,
+    id: &KeyId,
+    lock: &str,
+) -> Result<Option<KeyRecord>, StoreError> {
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM api_keys k WHERE {SCOPE_SQL} AND k.id = $3"
+        "SELECT {COLUMNS} FROM api_keys k WHERE {SCOPE_SQL} AND k.id = $3{lock}"
     ))
     .bind(scope.org.as_str())
     .bind(scope_team(scope))
