@@ -68,17 +68,19 @@ pub struct Increment {
     pub counts: Counts,
 }
 
-/// Rows per multi-row statement. Small on purpose: SQLite looks parameters up by name in a
-/// list, so binding costs grow with the square of a statement's parameter count.
-const CHUNK: usize = 25;
+/// Rows per statement. Each statement carries its rows as one JSON parameter, so a flush of
+/// many keys costs a few statements and a few bound values, whatever the number of rows.
+const ROWS_PER_STATEMENT: usize = 5_000;
 
 /// Adds a batch of increments to every granularity. Adding (not overwriting) keeps counts
 /// from several nodes correct. Rows are summed per bucket first (several minutes fall in one
-/// hour) and written with multi-row upserts, so a flush of many keys costs few statements.
+/// hour), sorted (so concurrent flushes from several nodes take row locks in one order and
+/// cannot deadlock) and sent as a JSON array that the database unpacks into an upsert.
 pub async fn add(conn: &mut Conn, batch: &[Increment]) -> Result<(), StoreError> {
+    let postgres = conn.backend_name() == "PostgreSQL";
     for g in Granularity::ALL {
-        let mut rows: std::collections::HashMap<(&KeyId, UnixMillis), (&OrgId, &AgentId, Counts)> =
-            std::collections::HashMap::new();
+        let mut rows: std::collections::BTreeMap<(&KeyId, UnixMillis), (&OrgId, &AgentId, Counts)> =
+            std::collections::BTreeMap::new();
         for inc in batch {
             let entry = rows.entry((&inc.key, g.floor(inc.minute))).or_insert((
                 &inc.org,
@@ -88,53 +90,55 @@ pub async fn add(conn: &mut Conn, batch: &[Increment]) -> Result<(), StoreError>
             entry.2.add(&inc.counts);
         }
         let rows: Vec<_> = rows.into_iter().collect();
-        for chunk in rows.chunks(CHUNK) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let b = r * 9;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8,
-                        b + 9
+        let sql = upsert_sql(g.table(), postgres);
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let json: Vec<_> = chunk
+                .iter()
+                .map(|((key, bucket), (org, agent, c))| {
+                    (
+                        org.as_str(),
+                        agent.as_str(),
+                        key.as_str(),
+                        *bucket,
+                        c.requests,
+                        c.success,
+                        c.client_errors,
+                        c.rate_limited,
+                        c.server_errors,
                     )
                 })
                 .collect();
-            let sql = format!(
-                "INSERT INTO {t} (organization_id, agent_id, key_id, bucket, requests, success, client_errors, rate_limited, server_errors)
-                 VALUES {values}
-                 ON CONFLICT (key_id, bucket) DO UPDATE SET
-                    requests = {t}.requests + excluded.requests,
-                    success = {t}.success + excluded.success,
-                    client_errors = {t}.client_errors + excluded.client_errors,
-                    rate_limited = {t}.rate_limited + excluded.rate_limited,
-                    server_errors = {t}.server_errors + excluded.server_errors",
-                t = g.table(),
-                values = values.join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for ((key, bucket), (org, agent, c)) in chunk {
-                q = q
-                    .bind(org.as_str())
-                    .bind(agent.as_str())
-                    .bind(key.as_str())
-                    .bind(*bucket)
-                    .bind(c.requests)
-                    .bind(c.success)
-                    .bind(c.client_errors)
-                    .bind(c.rate_limited)
-                    .bind(c.server_errors);
-            }
-            q.execute(&mut *conn).await?;
+            let json = serde_json::to_string(&json)
+                .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+            sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
         }
     }
     Ok(())
+}
+
+/// The upsert of one granularity's table from a JSON array of rows
+/// `[org, agent, key, bucket, requests, success, client_errors, rate_limited, server_errors]`.
+fn upsert_sql(table: &str, postgres: bool) -> String {
+    let source = if postgres {
+        "SELECT r->>0, r->>1, r->>2, (r->>3)::BIGINT, (r->>4)::BIGINT, (r->>5)::BIGINT,
+                (r->>6)::BIGINT, (r->>7)::BIGINT, (r->>8)::BIGINT
+         FROM jsonb_array_elements($1::jsonb) AS r"
+    } else {
+        // `WHERE true` tells SQLite's parser that `ON CONFLICT` belongs to the upsert.
+        "SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
+                value->>6, value->>7, value->>8
+         FROM json_each($1) WHERE true"
+    };
+    format!(
+        "INSERT INTO {table} (organization_id, agent_id, key_id, bucket, requests, success, client_errors, rate_limited, server_errors)
+         {source}
+         ON CONFLICT (key_id, bucket) DO UPDATE SET
+            requests = {table}.requests + excluded.requests,
+            success = {table}.success + excluded.success,
+            client_errors = {table}.client_errors + excluded.client_errors,
+            rate_limited = {table}.rate_limited + excluded.rate_limited,
+            server_errors = {table}.server_errors + excluded.server_errors"
+    )
 }
 
 /// What a series covers: all keys of an agent, or some keys.

@@ -146,7 +146,7 @@ pub async fn error_pages(req: Request, next: Next) -> Response {
     let id = req
         .extensions()
         .get::<RequestId>()
-        .map(|r| r.0.clone())
+        .map(|r| r.as_str().to_string())
         .unwrap_or_default();
     let mut response = next.run(req).await;
     match response.extensions_mut().remove::<PageErrorInfo>() {

@@ -1,15 +1,16 @@
 //! Authenticating requests with an API key, in the order of SPEC §3.
 //!
-//! `reject_keys_in_query` guards all of `/v1`; `authenticate` runs on every `/v1` route that
-//! takes a key, before the handler and so before any body is read; [`Auth`] then checks the
-//! capability the handler needs.
+//! Keys in the query of any `/v1` path are refused first (by the router's `observe` layer);
+//! `authenticate` runs on every `/v1` route that takes a key, before the handler and so
+//! before any body is read; [`Auth`] then checks the capability the handler needs.
 
 use std::marker::PhantomData;
+use std::net::IpAddr;
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
-use axum::middleware::Next;
+use axum::routing::Route;
 use axum::response::{IntoResponse, Response};
 use keyward_core::key::check_format;
 use keyward_core::ratelimit::Decision;
@@ -17,6 +18,7 @@ use keyward_core::{KeyHash, RateLimit, UnixMillis};
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
+use tower::ServiceExt;
 
 use super::error::ApiError;
 use super::extract::ClientInfo;
@@ -28,20 +30,6 @@ use crate::Caller;
 
 /// Query parameter names that carry a key in the URL, where it would end up in logs.
 const KEY_QUERY_PARAMS: &[&str] = &["api_key", "apikey", "key", "access_token"];
-
-pub async fn reject_keys_in_query(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let path = req.uri().path();
-    let under_v1 = path == "/v1" || path.starts_with("/v1/");
-    if under_v1 && req.uri().query().is_some_and(query_has_key) {
-        state.metrics.auth_failure("key_in_query");
-        return key_in_query().into_response();
-    }
-    next.run(req).await
-}
 
 /// Whether a query string has a parameter named like a key, whatever its value.
 pub fn query_has_key(query: &str) -> bool {
@@ -102,7 +90,7 @@ pub fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
 }
 
 /// Authenticates the request's key and puts the [`Principal`] in its extensions.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(state: AppState, mut req: Request, next: Route) -> Response {
     // Only the key's SHA-256 leaves this block: the secret is neither copied nor kept.
     let checked = match credential(req.headers()) {
         Ok(token) => match check_format(&state.service.config().key_prefix, token) {
@@ -131,23 +119,22 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Ok(admitted) => admitted,
         Err(e) => return e.into_response(),
     };
-    let (org, agent, key) = (
-        principal.key.org.clone(),
-        principal.key.agent.clone(),
-        principal.key.id.clone(),
-    );
     let mut response = if decision.allowed {
-        req.extensions_mut().insert(principal);
-        next.run(req).await
+        req.extensions_mut().insert(principal.clone());
+        match next.oneshot(req).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
     } else {
         state.metrics.rate_limited();
         rate_limited(&decision, limit).into_response()
     };
     rate_limit_headers(response.headers_mut(), &decision, limit, now);
     let outcome = Outcome::of_status(response.status().as_u16());
+    let key = &principal.key;
     state
         .recorder
-        .record(&org, &agent, &key, state.service.now(), outcome);
+        .record(&key.org, &key.agent, &key.id, now, outcome);
     response
 }
 
@@ -183,6 +170,12 @@ pub fn rate_limited(decision: &Decision, limit: RateLimit) -> ApiError {
     ApiError::rate_limited(limit.limit, limit.window_seconds, retry_after)
 }
 
+static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
 /// The rate-limit headers of SPEC §4, on every response that reached the limiter.
 pub fn rate_limit_headers(
     headers: &mut HeaderMap,
@@ -190,21 +183,26 @@ pub fn rate_limit_headers(
     limit: RateLimit,
     now: UnixMillis,
 ) {
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
-    };
-    set("x-ratelimit-limit", d.limit.to_string());
-    set("x-ratelimit-remaining", d.remaining.to_string());
-    set("x-ratelimit-reset", d.reset_at.to_string());
-    set(
-        "ratelimit-policy",
-        format!("\"default\";q={};w={}", limit.limit, limit.window_seconds),
+    // Numbers and these formats are always valid header text; a `String` becomes a header
+    // value without a copy.
+    let text = |s: String| HeaderValue::try_from(s).unwrap_or(HeaderValue::from_static("0"));
+    headers.insert(X_RATELIMIT_LIMIT.clone(), HeaderValue::from(d.limit));
+    headers.insert(X_RATELIMIT_REMAINING.clone(), HeaderValue::from(d.remaining));
+    headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(d.reset_at));
+    headers.insert(
+        RATELIMIT_POLICY.clone(),
+        text(format!(
+            "\"default\";q={};w={}",
+            limit.limit, limit.window_seconds
+        )),
     );
-    set(
-        "ratelimit",
-        format!("\"default\";r={};t={}", d.remaining, d.reset_in_secs(now)),
+    headers.insert(
+        RATELIMIT.clone(),
+        text(format!(
+            "\"default\";r={};t={}",
+            d.remaining,
+            d.reset_in_secs(now)
+        )),
     );
 }
 
@@ -238,16 +236,23 @@ need! {
 /// An authenticated key holding the capability `N`.
 pub struct Auth<N> {
     pub principal: Arc<Principal>,
-    client: ClientInfo,
+    /// The client's address and user agent, kept as found: turned into text only when a
+    /// handler asks for the caller (read-only endpoints such as `whoami` never do).
+    client_ip: Option<IpAddr>,
+    user_agent: Option<HeaderValue>,
     _need: PhantomData<N>,
 }
 
 impl<N> Auth<N> {
-    /// The service-layer caller this key acts as (built on demand: read-only endpoints such
-    /// as `whoami` never need it).
+    /// The service-layer caller this key acts as.
     pub fn caller(&self) -> Caller {
+        let user_agent = self
+            .user_agent
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(ClientInfo::user_agent_text);
         self.principal
-            .caller(self.client.ip.clone(), self.client.user_agent.clone())
+            .caller(self.client_ip.map(|ip| ip.to_string()), user_agent)
     }
 }
 
@@ -267,10 +272,10 @@ impl<N: Need> FromRequestParts<AppState> for Auth<N> {
                 return Err(ApiError::insufficient_capability(cap));
             }
         }
-        let client = ClientInfo::from_request_parts(parts, state).await?;
         Ok(Auth {
             principal,
-            client,
+            client_ip: ClientInfo::ip_of(parts, state),
+            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
             _need: PhantomData,
         })
     }

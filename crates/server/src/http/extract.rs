@@ -150,26 +150,32 @@ impl FromRequestParts<AppState> for ClientInfo {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let ip = peer.map(|peer| {
-            client_ip(
-                peer,
-                &parts.headers,
-                &state.service.config().trusted_proxies,
-            )
-        });
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(256).collect());
+            .map(ClientInfo::user_agent_text);
         Ok(ClientInfo {
-            ip: ip.map(|ip| ip.to_string()),
+            ip: ClientInfo::ip_of(parts, state).map(|ip| ip.to_string()),
             user_agent,
         })
+    }
+}
+
+impl ClientInfo {
+    /// The client's address (see [`client_ip`]); `None` without a connection (in tests).
+    pub fn ip_of(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+        Some(client_ip(
+            peer,
+            &parts.headers,
+            &state.service.config().trusted_proxies,
+        ))
+    }
+
+    /// A user agent as kept in the audit log: its first 256 characters.
+    pub fn user_agent_text(v: &str) -> String {
+        v.chars().take(256).collect()
     }
 }
 

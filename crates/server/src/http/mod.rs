@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod lean;
 pub mod openapi;
 mod ops;
 pub mod request_id;
@@ -62,11 +63,11 @@ pub struct Shared {
 ///    before anything can log headers;
 /// 4. `TraceLayer` logs method, matched route and status — never the query string, which
 ///    may carry a key that `reject_keys_in_query` is about to refuse;
-/// 5. `observe` records each answer in the metrics under its matched route (it runs inside
-///    the router, where the matched route is known);
-/// 6. every `/v1` path (known or not) refuses keys in the query, then each key route
-///    authenticates; the
-///    dashboard's routes have their own layers (see [`crate::dashboard`]).
+/// 5. `observe` refuses keys in the query of every `/v1` path (known or not) and records
+///    each answer in the metrics under its matched route (it runs inside the router, where
+///    the matched route is known);
+/// 6. each key route authenticates; the dashboard's routes have their own layers (see
+///    [`crate::dashboard`]).
 pub fn router(state: AppState) -> Router {
     let api = v1::router(state.clone());
     let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -79,12 +80,9 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(|| async { request_id::method_not_allowed() })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        // Outside the routes, so unknown `/v1` paths refuse keys in the query too.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::reject_keys_in_query,
-        ))
+        // Around every route and the fallback, so unknown `/v1` paths refuse keys in the
+        // query too.
+        .layer(lean::LeanLayer::new(state.clone(), observe))
         .with_state(state)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
@@ -94,7 +92,7 @@ pub fn router(state: AppState) -> Router {
             let request_id = req
                 .extensions()
                 .get::<request_id::RequestId>()
-                .map_or("", |r| r.0.as_str());
+                .map_or("", |r| r.as_str());
             // Debug level: at the default `info` the span costs nothing per request; 5xx answers
             // are logged with their request id by the request-id layer.
             tracing::debug_span!("request", method = %req.method(), route, request_id)
@@ -108,7 +106,7 @@ pub fn router(state: AppState) -> Router {
             header::HeaderName::from_static("x-forwarded-uri"),
         ]))
         .layer(CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(request_id::layer))
+        .layer(request_id::RequestIdLayer)
 }
 
 /// Unknown paths: a page for browsers outside `/v1`, the JSON error everywhere else.
@@ -124,30 +122,40 @@ async fn not_found(req: Request) -> axum::response::Response {
         let id = req
             .extensions()
             .get::<request_id::RequestId>()
-            .map_or("", |r| r.0.as_str());
+            .map_or("", |r| r.as_str());
         crate::dashboard::not_found_page(id)
     } else {
         ApiError::not_found().into_response()
     }
 }
 
-/// Records the answer's status and latency under the matched route.
+/// Refuses a key in the query of any `/v1` path, and records the answer's status and
+/// latency under the matched route.
 async fn observe(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    state: AppState,
     req: Request,
-    next: axum::middleware::Next,
+    next: axum::routing::Route,
 ) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
     let start = std::time::Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
-    let response = next.run(req).await;
-    let route = route.as_deref().unwrap_or("unmatched");
+    // An `Arc` inside: cloning it allocates nothing.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let path = req.uri().path();
+    let under_v1 = path == "/v1" || path.starts_with("/v1/");
+    let response = if under_v1 && req.uri().query().is_some_and(auth::query_has_key) {
+        state.metrics.auth_failure("key_in_query");
+        auth::key_in_query().into_response()
+    } else {
+        match next.oneshot(req).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    };
     state.metrics.observe_request(
         method.as_str(),
-        route,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         response.status().as_u16(),
         start.elapsed(),
     );

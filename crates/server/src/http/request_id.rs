@@ -3,19 +3,31 @@
 //! fallbacks, panics) carry an [`ErrorInfo`]; anything else that is an error without a JSON
 //! body is rewritten too, so no plain-text rejection ever reaches a client.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
+use tower::{Layer, Service};
 
 use super::error::{ApiError, ErrorInfo};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The request's id, in its extensions for handlers and logs.
+/// The request's id, in its extensions for handlers and logs. Held as a header value, so
+/// the response's `X-Request-Id` shares its bytes instead of copying them.
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        // Only ids made of ASCII letters, digits and `._-` are ever built.
+        self.0.to_str().unwrap_or_default()
+    }
+}
 
 fn acceptable(v: &str) -> bool {
     (1..=64).contains(&v.len())
@@ -34,24 +46,88 @@ fn looks_like_a_key(v: &str) -> bool {
     })
 }
 
-fn new_id() -> String {
+fn new_id() -> HeaderValue {
     let mut s = String::with_capacity(26);
     s.push_str("req_");
     keyward_core::base62::push_random(&mut s, &mut rand::rng(), 22);
-    s
+    // From a `String`, the header value takes over its buffer.
+    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("req_"))
 }
 
-pub async fn layer(mut req: Request, next: Next) -> Response {
-    let id = req
+/// The id of a request: the client's own when it is acceptable, else a new one.
+fn id_of(req: &Request) -> RequestId {
+    let given = req
         .headers()
         .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v) && !looks_like_a_key(v))
-        .map(str::to_string)
-        .unwrap_or_else(new_id);
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(req).await;
+        .filter(|v| v.to_str().is_ok_and(|v| acceptable(v) && !looks_like_a_key(v)));
+    RequestId(given.cloned().unwrap_or_else(new_id))
+}
 
+/// The outermost layer (see the module documentation).
+#[derive(Clone, Copy, Default)]
+pub struct RequestIdLayer;
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = WithRequestId<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WithRequestId { inner }
+    }
+}
+
+/// Written by hand rather than with `from_fn`: this wraps every request, and a hand-written
+/// future costs no allocation.
+#[derive(Clone)]
+pub struct WithRequestId<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for WithRequestId<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RequestIdFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let id = id_of(&req);
+        req.extensions_mut().insert(id.clone());
+        RequestIdFuture {
+            inner: self.inner.call(req),
+            id: Some(id),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct RequestIdFuture<F> {
+        #[pin]
+        inner: F,
+        id: Option<RequestId>,
+    }
+}
+
+impl<F, E> Future for RequestIdFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let id = this.id.take().unwrap_or_else(|| RequestId(new_id()));
+        Poll::Ready(Ok(finish(response, id)))
+    }
+}
+
+/// Writes an error body in the one shape and the `X-Request-Id` header.
+fn finish(mut response: Response, id: RequestId) -> Response {
     let error = match response.extensions_mut().remove::<ErrorInfo>() {
         Some(ErrorInfo(e)) => Some(e),
         None if is_bare_error(&response) => Some(fallback_error(response.status())),
@@ -59,7 +135,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     };
     if let Some(error) = error {
         if error.status.is_server_error() {
-            tracing::error!(request_id = %id, status = %error.status, code = error.code, "answered with a server error");
+            tracing::error!(request_id = %id.as_str(), status = %error.status, code = error.code, "answered with a server error");
         }
         let (mut parts, _) = response.into_parts();
         parts.status = error.status;
@@ -68,11 +144,9 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
             HeaderValue::from_static("application/json"),
         );
         parts.headers.remove(header::CONTENT_LENGTH);
-        response = Response::from_parts(parts, Body::from(error.body(&id)));
+        response = Response::from_parts(parts, Body::from(error.body(id.as_str())));
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), v);
-    }
+    response.headers_mut().insert(X_REQUEST_ID.clone(), id.0);
     response
 }
 

@@ -159,7 +159,7 @@ pub async fn error_header(req: Request, next: Next) -> Response {
     let request_id = req
         .extensions()
         .get::<RequestId>()
-        .map(|r| r.0.clone())
+        .map(|r| r.as_str().to_string())
         .unwrap_or_default();
     let mut response = next.run(req).await;
     let body = response

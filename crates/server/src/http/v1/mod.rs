@@ -19,6 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::authenticate;
+use super::lean::LeanLayer;
 use super::{ApiError, AppState};
 use crate::views::parse_rfc3339;
 
@@ -37,10 +38,7 @@ fn forward(state: AppState) -> OpenApiRouter<AppState> {
         // The document lists this form through `ApiDoc` (it cannot spell a catch-all).
         .route("/auth/forward/", any(forward::check_envoy))
         .route("/auth/forward/{*path}", any(forward::check_envoy))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            authenticate,
-        ))
+        .route_layer(LeanLayer::new(state.clone(), authenticate))
         .route_layer(axum::middleware::from_fn_with_state(state, forward::target))
         .route_layer(axum::middleware::from_fn(forward::error_header))
 }
@@ -81,7 +79,7 @@ fn keyed(state: AppState) -> OpenApiRouter<AppState> {
             content::update_tag,
             content::delete_tag
         ))
-        .route_layer(axum::middleware::from_fn_with_state(state, authenticate))
+        .route_layer(LeanLayer::new(state, authenticate))
 }
 
 /// `limit` and `cursor` of every list.
