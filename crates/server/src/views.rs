@@ -369,6 +369,59 @@ impl WhoamiView {
     }
 }
 
+/// A `whoami` answer rendered once per cached key: everything but `last_used_at` (this very
+/// request's time), which is spliced in. Most of a `whoami` request's own work was building
+/// and serializing the view; the template leaves one copy and one time to format.
+#[derive(Clone, Debug)]
+pub struct WhoamiTemplate {
+    /// The key's status when rendered: a key can turn from active to expiring while cached,
+    /// and then the template no longer applies.
+    status: KeyStatus,
+    /// Up to and including `"last_used_at":`.
+    head: Vec<u8>,
+    /// From the comma that follows its value.
+    tail: Vec<u8>,
+}
+
+impl WhoamiTemplate {
+    /// Renders the answer for `p` as of `now`, split around `last_used_at`.
+    pub fn new(p: &Principal, now: UnixMillis) -> Option<Self> {
+        let mut view = WhoamiView::new(p, now);
+        view.key.last_used_at = None;
+        let json = serde_json::to_vec(&view).ok()?;
+        // Unambiguous: inside a JSON string every quote is escaped, so `,"` can only be the
+        // structure's own, and `last_used_at` is the first key object field of that name.
+        const FIELD: &[u8] = b",\"last_used_at\":";
+        const NULL: &[u8] = b"null";
+        let at = json.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+        if !json[at..].starts_with(NULL) {
+            return None;
+        }
+        Some(Self {
+            status: view.key.status,
+            head: json[..at].to_vec(),
+            tail: json[at + NULL.len()..].to_vec(),
+        })
+    }
+
+    /// The answer for `p` at `now`, or `None` when the key's status changed since rendering.
+    pub fn body(&self, p: &Principal, now: UnixMillis) -> Option<Vec<u8>> {
+        let k = &p.key;
+        let status = KeyStatus::of(k.revoked_at, k.expires_at, k.rolled_to.is_some(), now);
+        if status != self.status {
+            return None;
+        }
+        let used = rfc3339(now);
+        let mut body = Vec::with_capacity(self.head.len() + used.len() + 2 + self.tail.len());
+        body.extend_from_slice(&self.head);
+        body.push(b'"');
+        body.extend_from_slice(used.as_bytes());
+        body.push(b'"');
+        body.extend_from_slice(&self.tail);
+        Some(body)
+    }
+}
+
 #[derive(Serialize, Debug, ToSchema)]
 pub struct WebsiteView {
     pub id: String,
@@ -642,4 +695,78 @@ pub struct VerifyView {
     /// The checked key's rate-limit window after this check, when the check reached the
     /// limiter (`valid`, `rate_limited`, `insufficient_capability`); otherwise `null`.
     pub rate_limit: Option<RateLimitState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyward_core::{AgentId, CapabilitySet, KeyHash, KeyId, OrgId};
+    use keyward_store::keys::ActorRef;
+
+    fn principal(name: &str, expires_at: Option<UnixMillis>) -> Principal {
+        Principal {
+            key: KeyRecord {
+                id: KeyId::generate(),
+                org: OrgId::generate(),
+                agent: AgentId::generate(),
+                name: name.to_string(),
+                hint: "kw_ab…yz".to_string(),
+                hash: KeyHash::from_digest(&[7; 32]),
+                team: None,
+                owner: None,
+                environment: "live".to_string(),
+                created_at: 1_000,
+                created_by: ActorRef {
+                    kind: "cli".to_string(),
+                    id: "cli".to_string(),
+                },
+                expires_at,
+                revoked_at: None,
+                revoked_by: None,
+                revoked_reason: None,
+                last_used_at: Some(2_000),
+                rate_limit: None,
+                rolled_from: None,
+                rolled_to: None,
+            },
+            // Names a client chose may hold anything, the field's own name included.
+            agent_name: "agent \"last_used_at\":null,".to_string(),
+            capabilities: CapabilitySet::from_stored(["keys:read", "content:read"]),
+            agent_deleted: false,
+            org_name: ",\"last_used_at\":null, ünïcode".to_string(),
+            org_slug: "acme".to_string(),
+            plan: Plan {
+                name: "pro".to_string(),
+                api_access: true,
+                rate_limit: RateLimit {
+                    limit: 100,
+                    window_seconds: 60,
+                },
+                max_keys: None,
+            },
+            whoami: std::sync::OnceLock::new(),
+        }
+    }
+
+    #[test]
+    fn whoami_template_renders_exactly_the_view() {
+        for name in ["plain", ",\"last_used_at\":null,\"x\":", "\\\",\"last_used_at\":null"] {
+            let p = principal(name, None);
+            let template = WhoamiTemplate::new(&p, 10_000).expect("template");
+            for now in [10_000, 10_001, 1_800_000_000_000] {
+                let expected = serde_json::to_vec(&WhoamiView::new(&p, now)).unwrap();
+                assert_eq!(template.body(&p, now), Some(expected), "name {name:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn whoami_template_gives_way_when_the_status_changes() {
+        let expires = 100 * 86_400_000;
+        let p = principal("k", Some(expires));
+        let template = WhoamiTemplate::new(&p, 0).expect("template");
+        assert!(template.body(&p, 1).is_some());
+        // Within seven days of expiry the key is `expiring`: the template no longer applies.
+        assert_eq!(template.body(&p, expires - 86_400_000), None);
+    }
 }

@@ -49,6 +49,8 @@ pub struct Principal {
     pub org_name: String,
     pub org_slug: String,
     pub plan: Plan,
+    /// The key's `whoami` answer, rendered on its first `whoami` while cached.
+    pub whoami: std::sync::OnceLock<Option<crate::views::WhoamiTemplate>>,
 }
 
 impl Principal {
@@ -183,6 +185,7 @@ impl Service {
             org_name: found.org_name,
             org_slug: found.org_slug,
             plan,
+            whoami: std::sync::OnceLock::new(),
         }))
     }
 }

@@ -1,9 +1,12 @@
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::http::auth::{AnyKey, Auth};
 use crate::http::AppState;
-use crate::views::WhoamiView;
+use crate::views::{WhoamiTemplate, WhoamiView};
 
 /// `GET /v1/whoami`: the key, its agent, organization, plan and capabilities.
 #[utoipa::path(
@@ -15,6 +18,14 @@ use crate::views::WhoamiView;
     responses((status = 200, body = WhoamiView), crate::http::openapi::Errors),
     security(("bearer" = []), ("api_key" = []))
 )]
-pub async fn whoami(State(state): State<AppState>, auth: Auth<AnyKey>) -> Json<WhoamiView> {
-    Json(WhoamiView::new(&auth.principal, state.service.now()))
+pub async fn whoami(State(state): State<AppState>, auth: Auth<AnyKey>) -> Response {
+    let now = state.service.now();
+    let p = &auth.principal;
+    let template = p.whoami.get_or_init(|| WhoamiTemplate::new(p, now));
+    match template.as_ref().and_then(|t| t.body(p, now)) {
+        Some(body) => ([(CONTENT_TYPE, JSON.clone())], body).into_response(),
+        None => Json(WhoamiView::new(p, now)).into_response(),
+    }
 }
+
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
