@@ -22,6 +22,7 @@ const REDIS_PROBE_EVERY: Duration = Duration::from_secs(1);
 const REDIS_NAMESPACE: &str = "keyward:";
 /// How often old per-minute usage rows are pruned.
 const USAGE_PRUNE_EVERY: Duration = Duration::from_secs(600);
+const USAGE_ROLL_UP_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Application {
     listener: TcpListener,
@@ -97,6 +98,8 @@ impl Application {
         let (stop_flusher, flusher_stopped) = tokio::sync::watch::channel(false);
         let flusher = recorder.spawn_flusher(store.clone(), USAGE_FLUSH_EVERY, flusher_stopped);
         let config = self.state.service.config();
+        let roller =
+            crate::recorder::spawn_roller(store.clone(), config.clock.clone(), USAGE_ROLL_UP_EVERY);
         let pruner = crate::recorder::spawn_pruner(
             store.clone(),
             config.clock.clone(),
@@ -128,6 +131,7 @@ impl Application {
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
         pruner.abort();
+        roller.abort();
         sweeper.abort();
         if let Some(probe) = redis_probe {
             probe.abort();

@@ -222,6 +222,39 @@ impl UsageRecorder {
     }
 }
 
+/// How long after a minute ends it is rolled up into the hourly and daily rows: well past
+/// the last flush that can carry its counts (flushes run every second). Counts that arrive
+/// later still (held back by a database outage) are written to all three tables at once.
+pub const ROLL_UP_AFTER_MS: i64 = 90_000;
+
+/// Rolls closed minutes up into the hourly and daily rows every `every`, until the returned
+/// task is aborted (see [`keyward_store::usage::roll_up`]).
+pub fn spawn_roller(
+    store: Store,
+    clock: crate::Clock,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let until = clock.now() - ROLL_UP_AFTER_MS;
+            let result = async {
+                let mut tx = store.begin().await?;
+                let n = usage::roll_up(&mut tx, until).await?;
+                keyward_store::commit(tx).await?;
+                Ok::<_, keyward_store::StoreError>(n)
+            }
+            .await;
+            match result {
+                Ok(n) => tracing::debug!(hourly_rows = n, "rolled usage up"),
+                Err(e) => tracing::warn!(error = %e, "could not roll usage up; will retry"),
+            }
+        }
+    })
+}
+
 /// How long hourly rows are kept; daily rows are kept for good.
 pub const HOURLY_RETENTION_DAYS: i64 = 400;
 

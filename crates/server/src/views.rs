@@ -750,7 +750,11 @@ mod tests {
 
     #[test]
     fn whoami_template_renders_exactly_the_view() {
-        for name in ["plain", ",\"last_used_at\":null,\"x\":", "\\\",\"last_used_at\":null"] {
+        for name in [
+            "plain",
+            ",\"last_used_at\":null,\"x\":",
+            "\\\",\"last_used_at\":null",
+        ] {
             let p = principal(name, None);
             let template = WhoamiTemplate::new(&p, 10_000).expect("template");
             for now in [10_000, 10_001, 1_800_000_000_000] {

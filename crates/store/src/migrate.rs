@@ -43,6 +43,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_dashboard.sql"),
         postgres: include_str!("../migrations/postgres/0005_dashboard.sql"),
     },
+    Migration {
+        version: 6,
+        name: "usage_rollup",
+        sqlite: include_str!("../migrations/sqlite/0006_usage_rollup.sql"),
+        postgres: include_str!("../migrations/postgres/0006_usage_rollup.sql"),
+    },
 ];
 
 /// Arbitrary constant naming keyward's advisory lock on PostgreSQL.

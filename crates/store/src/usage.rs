@@ -1,4 +1,10 @@
 //! Usage counters per key, at minute, hour and day granularity.
+//!
+//! Flushes write per-minute rows only; [`roll_up`] adds closed minutes into the hourly and
+//! daily rows once a minute and moves the `rolled_until` mark past them, in one transaction.
+//! A minute before the mark is counted in all three tables, a later one only in
+//! `usage_minute`, so reads of hours and days add the minutes from the mark on. Writing one
+//! table instead of three on every flush is most of what a flush costs the database.
 
 use keyward_core::{AgentId, KeyId, OrgId, UnixMillis};
 use sqlx::Row;
@@ -72,46 +78,82 @@ pub struct Increment {
 /// many keys costs a few statements and a few bound values, whatever the number of rows.
 const ROWS_PER_STATEMENT: usize = 5_000;
 
-/// Adds a batch of increments to every granularity. Adding (not overwriting) keeps counts
-/// from several nodes correct. Rows are summed per bucket first (several minutes fall in one
-/// hour), sorted (so concurrent flushes from several nodes take row locks in one order and
-/// cannot deadlock) and sent as a JSON array that the database unpacks into an upsert.
+/// Where the hourly and daily rows end: minutes before this are counted in them.
+pub async fn rolled_until(conn: &mut Conn) -> Result<UnixMillis, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT rolled_until FROM usage_rollup WHERE id = 1")
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// Adds a batch of increments. Adding (not overwriting) keeps counts from several nodes
+/// correct. Minutes not rolled up yet go to `usage_minute` alone; a minute already rolled up
+/// (counts held back by a database outage) goes to the hourly and daily rows too. Rows are
+/// summed per bucket, sorted (so concurrent flushes from several nodes take row locks in one
+/// order and cannot deadlock) and sent as a JSON array that the database unpacks into an
+/// upsert.
 pub async fn add(conn: &mut Conn, batch: &[Increment]) -> Result<(), StoreError> {
     let postgres = conn.backend_name() == "PostgreSQL";
-    for g in Granularity::ALL {
-        let mut rows: std::collections::BTreeMap<(&KeyId, UnixMillis), (&OrgId, &AgentId, Counts)> =
-            std::collections::BTreeMap::new();
-        for inc in batch {
-            let entry = rows.entry((&inc.key, g.floor(inc.minute))).or_insert((
-                &inc.org,
-                &inc.agent,
-                Counts::default(),
-            ));
-            entry.2.add(&inc.counts);
-        }
-        let rows: Vec<_> = rows.into_iter().collect();
-        let sql = upsert_sql(g.table(), postgres);
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let json: Vec<_> = chunk
-                .iter()
-                .map(|((key, bucket), (org, agent, c))| {
-                    (
-                        org.as_str(),
-                        agent.as_str(),
-                        key.as_str(),
-                        *bucket,
-                        c.requests,
-                        c.success,
-                        c.client_errors,
-                        c.rate_limited,
-                        c.server_errors,
-                    )
-                })
-                .collect();
-            let json = serde_json::to_string(&json)
-                .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
-            sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
-        }
+    // On PostgreSQL a shared lock on the mark: a roll-up (which takes it exclusively) waits
+    // for this flush to commit, so it never misses minutes written under an older mark.
+    let mark_sql = if postgres {
+        "SELECT rolled_until FROM usage_rollup WHERE id = 1 FOR SHARE"
+    } else {
+        "SELECT rolled_until FROM usage_rollup WHERE id = 1"
+    };
+    let mark: UnixMillis = sqlx::query_scalar(mark_sql).fetch_one(&mut *conn).await?;
+    let late: Vec<Increment> = batch
+        .iter()
+        .filter(|inc| inc.minute < mark)
+        .cloned()
+        .collect();
+    upsert(conn, Granularity::Minute, batch, postgres).await?;
+    if !late.is_empty() {
+        upsert(conn, Granularity::Hour, &late, postgres).await?;
+        upsert(conn, Granularity::Day, &late, postgres).await?;
+    }
+    Ok(())
+}
+
+async fn upsert(
+    conn: &mut Conn,
+    g: Granularity,
+    batch: &[Increment],
+    postgres: bool,
+) -> Result<(), StoreError> {
+    let mut rows: std::collections::BTreeMap<(&KeyId, UnixMillis), (&OrgId, &AgentId, Counts)> =
+        std::collections::BTreeMap::new();
+    for inc in batch {
+        let entry = rows.entry((&inc.key, g.floor(inc.minute))).or_insert((
+            &inc.org,
+            &inc.agent,
+            Counts::default(),
+        ));
+        entry.2.add(&inc.counts);
+    }
+    let rows: Vec<_> = rows.into_iter().collect();
+    let sql = upsert_sql(g.table(), postgres);
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let json: Vec<_> = chunk
+            .iter()
+            .map(|((key, bucket), (org, agent, c))| {
+                (
+                    org.as_str(),
+                    agent.as_str(),
+                    key.as_str(),
+                    *bucket,
+                    c.requests,
+                    c.success,
+                    c.client_errors,
+                    c.rate_limited,
+                    c.server_errors,
+                )
+            })
+            .collect();
+        let json = serde_json::to_string(&json)
+            .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+        sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -132,13 +174,66 @@ fn upsert_sql(table: &str, postgres: bool) -> String {
     format!(
         "INSERT INTO {table} (organization_id, agent_id, key_id, bucket, requests, success, client_errors, rate_limited, server_errors)
          {source}
-         ON CONFLICT (key_id, bucket) DO UPDATE SET
+         {ADD_ON_CONFLICT}",
+        ADD_ON_CONFLICT = add_on_conflict(table)
+    )
+}
+
+/// Adds the inserted counts to a row that exists.
+fn add_on_conflict(table: &str) -> String {
+    format!(
+        "ON CONFLICT (key_id, bucket) DO UPDATE SET
             requests = {table}.requests + excluded.requests,
             success = {table}.success + excluded.success,
             client_errors = {table}.client_errors + excluded.client_errors,
             rate_limited = {table}.rate_limited + excluded.rate_limited,
             server_errors = {table}.server_errors + excluded.server_errors"
     )
+}
+
+/// Adds the minutes from the mark up to `until` (exclusive, a minute boundary) into the
+/// hourly and daily rows and moves the mark to `until`; nothing when the mark is already
+/// there. Idempotent, and safe with several nodes: the mark is locked for the transaction,
+/// so one node rolls each minute up exactly once. Returns how many hourly rows it wrote.
+pub async fn roll_up(conn: &mut Conn, until: UnixMillis) -> Result<u64, StoreError> {
+    let postgres = conn.backend_name() == "PostgreSQL";
+    let lock = if postgres { " FOR UPDATE" } else { "" };
+    let mark: UnixMillis = sqlx::query_scalar(&format!(
+        "SELECT rolled_until FROM usage_rollup WHERE id = 1{lock}"
+    ))
+    .fetch_one(&mut *conn)
+    .await?;
+    let until = Granularity::Minute.floor(until);
+    if until <= mark {
+        return Ok(0);
+    }
+    let mut rolled = 0;
+    for g in [Granularity::Hour, Granularity::Day] {
+        let (t, size) = (g.table(), g.millis());
+        let done = sqlx::query(&format!(
+            "INSERT INTO {t} (organization_id, agent_id, key_id, bucket, requests, success, client_errors, rate_limited, server_errors)
+             SELECT organization_id, agent_id, key_id, (bucket / {size}) * {size},
+                    CAST(SUM(requests) AS BIGINT), CAST(SUM(success) AS BIGINT),
+                    CAST(SUM(client_errors) AS BIGINT), CAST(SUM(rate_limited) AS BIGINT),
+                    CAST(SUM(server_errors) AS BIGINT)
+             FROM usage_minute WHERE bucket >= $1 AND bucket < $2
+             GROUP BY organization_id, agent_id, key_id, (bucket / {size}) * {size}
+             {}",
+            add_on_conflict(t)
+        ))
+        .bind(mark)
+        .bind(until)
+        .execute(&mut *conn)
+        .await?;
+        if g == Granularity::Hour {
+            rolled = done.rows_affected();
+        }
+    }
+    sqlx::query("UPDATE usage_rollup SET rolled_until = $1 WHERE id = 1")
+        .bind(until)
+        .execute(&mut *conn)
+        .await?;
+    Ok(rolled)
 }
 
 /// What a series covers: all keys of an agent, or some keys.
@@ -168,12 +263,39 @@ pub async fn series(
             )
         }
     };
-    let sql = format!(
-        "SELECT key_id, bucket, requests, success, client_errors, rate_limited, server_errors FROM {}
-         WHERE organization_id = $1 AND bucket >= $2 AND bucket < $3 AND {filter}
-         ORDER BY bucket, key_id",
-        g.table()
-    );
+    let sql = if g == Granularity::Minute {
+        format!(
+            "SELECT key_id, bucket, requests, success, client_errors, rate_limited, server_errors
+             FROM usage_minute
+             WHERE organization_id = $1 AND bucket >= $2 AND bucket < $3 AND {filter}
+             ORDER BY bucket, key_id"
+        )
+    } else {
+        // The rolled-up rows, plus the minutes from the mark on, summed per bucket. One
+        // statement, so both parts and the mark come from one snapshot.
+        let (t, size) = (g.table(), g.millis());
+        format!(
+            "SELECT key_id, bucket, CAST(SUM(requests) AS BIGINT) AS requests,
+                    CAST(SUM(success) AS BIGINT) AS success,
+                    CAST(SUM(client_errors) AS BIGINT) AS client_errors,
+                    CAST(SUM(rate_limited) AS BIGINT) AS rate_limited,
+                    CAST(SUM(server_errors) AS BIGINT) AS server_errors
+             FROM (
+                SELECT key_id, bucket, requests, success, client_errors, rate_limited, server_errors
+                FROM {t}
+                WHERE organization_id = $1 AND bucket >= $2 AND bucket < $3 AND {filter}
+                UNION ALL
+                SELECT key_id, (bucket / {size}) * {size}, requests, success, client_errors,
+                       rate_limited, server_errors
+                FROM usage_minute
+                WHERE organization_id = $1 AND {filter}
+                  AND bucket >= (SELECT rolled_until FROM usage_rollup WHERE id = 1)
+                  AND (bucket / {size}) * {size} >= $2 AND (bucket / {size}) * {size} < $3
+             ) AS rows
+             GROUP BY key_id, bucket
+             ORDER BY bucket, key_id"
+        )
+    };
     let mut q = sqlx::query(&sql).bind(org.as_str()).bind(from).bind(to);
     for id in ids {
         q = q.bind(id);
@@ -203,11 +325,18 @@ pub async fn org_requests_since(
     org: &OrgId,
     from: UnixMillis,
 ) -> Result<i64, StoreError> {
-    let n: Option<i64> = sqlx::query_scalar("SELECT CAST(SUM(requests) AS BIGINT) FROM usage_day WHERE organization_id = $1 AND bucket >= $2")
-        .bind(org.as_str())
-        .bind(Granularity::Day.floor(from))
-        .fetch_one(conn)
-        .await?;
+    let n: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(SUM(requests) AS BIGINT) FROM (
+            SELECT requests FROM usage_day WHERE organization_id = $1 AND bucket >= $2
+            UNION ALL
+            SELECT requests FROM usage_minute WHERE organization_id = $1 AND bucket >= $2
+              AND bucket >= (SELECT rolled_until FROM usage_rollup WHERE id = 1)
+         ) AS rows",
+    )
+    .bind(org.as_str())
+    .bind(Granularity::Day.floor(from))
+    .fetch_one(conn)
+    .await?;
     Ok(n.unwrap_or(0))
 }
 
@@ -219,9 +348,16 @@ pub async fn team_requests_since(
     from: UnixMillis,
 ) -> Result<i64, StoreError> {
     let n: Option<i64> = sqlx::query_scalar(
-        "SELECT CAST(SUM(u.requests) AS BIGINT) FROM usage_day u
+        "SELECT CAST(SUM(u.requests) AS BIGINT) FROM (
+            SELECT organization_id, key_id, requests FROM usage_day
+            WHERE organization_id = $1 AND bucket >= $3
+            UNION ALL
+            SELECT organization_id, key_id, requests FROM usage_minute
+            WHERE organization_id = $1 AND bucket >= $3
+              AND bucket >= (SELECT rolled_until FROM usage_rollup WHERE id = 1)
+         ) AS u
          JOIN api_keys k ON k.id = u.key_id AND k.organization_id = u.organization_id
-         WHERE u.organization_id = $1 AND k.team_id = $2 AND u.bucket >= $3",
+         WHERE k.team_id = $2",
     )
     .bind(org.as_str())
     .bind(team.as_str())
@@ -238,10 +374,14 @@ pub async fn prune(
     before: UnixMillis,
     hours_before: UnixMillis,
 ) -> Result<u64, StoreError> {
-    let minutes = sqlx::query("DELETE FROM usage_minute WHERE bucket < $1")
-        .bind(before)
-        .execute(&mut *conn)
-        .await?;
+    // Never a minute that is not rolled up yet: it is counted nowhere else.
+    let minutes = sqlx::query(
+        "DELETE FROM usage_minute
+         WHERE bucket < $1 AND bucket < (SELECT rolled_until FROM usage_rollup WHERE id = 1)",
+    )
+    .bind(before)
+    .execute(&mut *conn)
+    .await?;
     let hours = sqlx::query("DELETE FROM usage_hour WHERE bucket < $1")
         .bind(hours_before)
         .execute(conn)

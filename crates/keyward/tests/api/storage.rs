@@ -494,3 +494,117 @@ async fn last_used_only_moves_forward() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn usage_rolls_up_into_hours_and_days_exactly_once() {
+    use keyward_store::usage::{self, Counts, Granularity, Increment, Subject};
+    on_every_backend(
+        "usage_rolls_up_into_hours_and_days_exactly_once",
+        |service, _| async move {
+            let t = tenant(&service, "Rolled", "pro", ALL).await;
+            let (hour, day) = (Granularity::Hour.millis(), Granularity::Day.millis());
+            // The mark starts at 0 on a fresh store; use times well after it.
+            let base = 20 * day;
+            let inc = |minute: i64, requests: i64| Increment {
+                org: t.org.clone(),
+                agent: t.agent.clone(),
+                key: t.key_id.clone(),
+                minute,
+                counts: Counts {
+                    requests,
+                    success: requests,
+                    ..Counts::default()
+                },
+            };
+            let write = |batch: Vec<Increment>| {
+                let store = service.store().clone();
+                async move {
+                    let mut tx = store.begin().await.unwrap();
+                    usage::add(&mut tx, &batch).await.unwrap();
+                    keyward_store::commit(tx).await.unwrap();
+                }
+            };
+            let roll = |until: i64| {
+                let store = service.store().clone();
+                async move {
+                    let mut tx = store.begin().await.unwrap();
+                    usage::roll_up(&mut tx, until).await.unwrap();
+                    keyward_store::commit(tx).await.unwrap();
+                }
+            };
+            let totals = |g: Granularity| {
+                let store = service.store().clone();
+                let (org, key) = (t.org.clone(), t.key_id.clone());
+                async move {
+                    let mut conn = store.read().await.unwrap();
+                    let keys = [key];
+                    usage::series(&mut conn, &org, Subject::Keys(&keys), g, 0, 40 * day)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|(_, bucket, c)| (bucket, c.requests))
+                        .collect::<Vec<_>>()
+                }
+            };
+            let org_total = || {
+                let store = service.store().clone();
+                let org = t.org.clone();
+                async move {
+                    let mut conn = store.read().await.unwrap();
+                    usage::org_requests_since(&mut conn, &org, 0).await.unwrap()
+                }
+            };
+
+            // Three minutes in one hour, one in the next; nothing rolled up yet.
+            write(vec![inc(base, 1), inc(base + 60_000, 2)]).await;
+            write(vec![inc(base + 120_000, 4), inc(base + hour, 8)]).await;
+            let hours = vec![(base, 7), (base + hour, 8)];
+            assert_eq!(totals(Granularity::Hour).await, hours);
+            assert_eq!(totals(Granularity::Day).await, vec![(base, 15)]);
+            assert_eq!(org_total().await, 15);
+
+            // Rolling up the first hour (and again, as a second node would) changes no answer.
+            roll(base + hour).await;
+            roll(base + hour).await;
+            let mut conn = service.store().read().await.unwrap();
+            assert_eq!(usage::rolled_until(&mut conn).await.unwrap(), base + hour);
+            drop(conn);
+            assert_eq!(totals(Granularity::Hour).await, hours);
+            assert_eq!(totals(Granularity::Day).await, vec![(base, 15)]);
+            assert_eq!(org_total().await, 15);
+
+            // Counts for an already rolled-up minute (held back by an outage) count once.
+            write(vec![inc(base, 16)]).await;
+            assert_eq!(
+                totals(Granularity::Hour).await,
+                vec![(base, 23), (base + hour, 8)]
+            );
+            assert_eq!(totals(Granularity::Day).await, vec![(base, 31)]);
+            roll(base + 2 * hour).await;
+            assert_eq!(
+                totals(Granularity::Hour).await,
+                vec![(base, 23), (base + hour, 8)]
+            );
+            assert_eq!(totals(Granularity::Day).await, vec![(base, 31)]);
+            assert_eq!(org_total().await, 31);
+            let minutes: i64 = totals(Granularity::Minute).await.iter().map(|m| m.1).sum();
+            assert_eq!(minutes, 31);
+
+            // Pruning never takes a minute that is not rolled up yet.
+            write(vec![inc(base + 3 * hour, 32)]).await;
+            let mut tx = service.store().begin().await.unwrap();
+            usage::prune(&mut tx, 40 * day, 0).await.unwrap();
+            keyward_store::commit(tx).await.unwrap();
+            assert_eq!(
+                totals(Granularity::Minute).await,
+                vec![(base + 3 * hour, 32)]
+            );
+            assert_eq!(
+                totals(Granularity::Day).await,
+                vec![(base, 63)],
+                "pruned minutes stay counted in the days"
+            );
+        },
+    )
+    .await;
+}

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
-use axum::routing::Route;
 use axum::response::{IntoResponse, Response};
+use axum::routing::Route;
 use keyward_core::key::check_format;
 use keyward_core::ratelimit::Decision;
 use keyward_core::{KeyHash, RateLimit, UnixMillis};
@@ -187,7 +187,10 @@ pub fn rate_limit_headers(
     // value without a copy.
     let text = |s: String| HeaderValue::try_from(s).unwrap_or(HeaderValue::from_static("0"));
     headers.insert(X_RATELIMIT_LIMIT.clone(), HeaderValue::from(d.limit));
-    headers.insert(X_RATELIMIT_REMAINING.clone(), HeaderValue::from(d.remaining));
+    headers.insert(
+        X_RATELIMIT_REMAINING.clone(),
+        HeaderValue::from(d.remaining),
+    );
     headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(d.reset_at));
     headers.insert(
         RATELIMIT_POLICY.clone(),

@@ -56,10 +56,10 @@ fn new_id() -> HeaderValue {
 
 /// The id of a request: the client's own when it is acceptable, else a new one.
 fn id_of(req: &Request) -> RequestId {
-    let given = req
-        .headers()
-        .get(&X_REQUEST_ID)
-        .filter(|v| v.to_str().is_ok_and(|v| acceptable(v) && !looks_like_a_key(v)));
+    let given = req.headers().get(&X_REQUEST_ID).filter(|v| {
+        v.to_str()
+            .is_ok_and(|v| acceptable(v) && !looks_like_a_key(v))
+    });
     RequestId(given.cloned().unwrap_or_else(new_id))
 }
 
