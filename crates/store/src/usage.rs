@@ -196,8 +196,7 @@ fn add_on_conflict(table: &str) -> String {
 /// there. Idempotent, and safe with several nodes: the mark is locked for the transaction,
 /// so one node rolls each minute up exactly once. Returns how many hourly rows it wrote.
 pub async fn roll_up(conn: &mut Conn, until: UnixMillis) -> Result<u64, StoreError> {
-    let postgres = conn.backend_name() == "PostgreSQL";
-    let lock = if postgres { " FOR UPDATE" } else { "" };
+    let lock = crate::keys::lock_clause(conn);
     let mark: UnixMillis = sqlx::query_scalar(&format!(
         "SELECT rolled_until FROM usage_rollup WHERE id = 1{lock}"
     ))
