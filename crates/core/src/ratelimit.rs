@@ -318,6 +318,9 @@ struct SubBuckets {
     /// Index of the newest bucket; the ring holds `head − 64 ..= head`.
     head: i64,
     counts: [u64; RING],
+    /// The sum of `counts`, kept up to date so that a check under steady load reads a few
+    /// buckets instead of summing all 65.
+    total: u64,
 }
 
 impl SubBuckets {
@@ -333,12 +336,14 @@ impl SubBuckets {
             width,
             head: at.div_euclid(width),
             counts: [0; RING],
+            total: 0,
         };
         let oldest = buckets.head - SUB_BUCKETS as i64;
         for (t, n) in times {
             let k = t.min(at).div_euclid(width);
             if k >= oldest {
                 buckets.counts[slot(k)] += n;
+                buckets.total += n;
             }
         }
         buckets
@@ -348,17 +353,32 @@ impl SubBuckets {
         let newest = now.div_euclid(self.width);
         self.advance(newest);
         // Bucket k counts while any instant of it can still be in the window: from the bucket
-        // holding `now − window + 1` up to the current one (at most 65 buckets).
+        // holding `now − window + 1` up to the current one (at most 65 buckets). `now` never
+        // goes back (the caller passes the latest time seen), so the newest bucket is the head
+        // and the ones that no longer count are the few at the ring's old end.
         let oldest = (now - window + 1).div_euclid(self.width);
-        let counted: u64 = (oldest..=newest).map(|k| self.counts[slot(k)]).sum();
+        let expired: u64 = (self.head - SUB_BUCKETS as i64..oldest)
+            .map(|k| self.counts[slot(k)])
+            .sum();
+        let counted = self.total - expired;
         let allowed = counted < limit;
         if allowed {
             self.counts[slot(newest)] += 1;
+            self.total += 1;
         }
         let counted = counted + u64::from(allowed);
         let leaves = |k: i64| (k + 1) * self.width + window - 1;
         let first_nonzero = (oldest..=newest).find(|&k| self.counts[slot(k)] > 0);
         let reset_at = first_nonzero.map_or(now + window, leaves);
+        if allowed {
+            // `retry_at` is only read for a refusal.
+            return Outcome {
+                allowed,
+                counted,
+                reset_at,
+                retry_at: reset_at,
+            };
+        }
         // A slot frees once enough of the oldest buckets have left to bring the count below
         // the limit; with a limit of 0 that never happens and the reset is reported instead.
         let must_leave = counted.saturating_sub(limit).saturating_add(1);
@@ -381,7 +401,9 @@ impl SubBuckets {
     fn advance(&mut self, newest: i64) {
         let steps = (newest - self.head).clamp(0, RING as i64);
         for k in self.head + 1..=self.head + steps {
-            self.counts[slot(k)] = 0;
+            let count = &mut self.counts[slot(k)];
+            self.total -= *count;
+            *count = 0;
         }
         self.head = self.head.max(newest);
     }

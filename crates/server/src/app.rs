@@ -8,7 +8,7 @@ use std::time::Duration;
 use keyward_store::Store;
 use tokio::net::TcpListener;
 
-use crate::http::{router, AppState};
+use crate::http::AppState;
 use crate::recorder::UsageRecorder;
 use crate::{Config, Service};
 
@@ -124,7 +124,9 @@ impl Application {
             self.state.jobs_waiting.clone(),
         )
         .spawn(worker_stopped);
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            SocketAddr,
+        >(crate::http::app(self.state));
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;

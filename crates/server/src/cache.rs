@@ -3,8 +3,8 @@
 //! It holds everything authentication, capability checks and rate limiting need, so a
 //! request with a known key touches no storage. Unknown hashes are cached too, briefly, so a
 //! flood of one well-formed unknown key cannot reach storage. Concurrent misses of the same
-//! key are coalesced into one lookup. The cache is bounded (TinyLFU admission keeps hot keys
-//! in when a flood of one-off keys arrives).
+//! key are coalesced into one lookup. The cache is bounded, and its eviction resists scans:
+//! the keys in use stay in when a flood of one-off keys arrives.
 //!
 //! Staleness is bounded two ways: every change made through this process's service layer
 //! invalidates the cache right after it commits (so the very next request sees it), and a
@@ -16,8 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
-use moka::Expiry;
+use quick_cache::sync::Cache;
 
 use crate::service::Principal;
 
@@ -33,23 +32,17 @@ const UNKNOWN_TTL: Duration = Duration::from_secs(5);
 pub struct Entry {
     pub principal: Option<Arc<Principal>>,
     generation: u64,
+    /// Until when (ms since the cache's epoch) the entry may be used.
+    expires: u64,
 }
 
-struct TtlByKind;
-
-impl Expiry<[u8; 32], Entry> for TtlByKind {
-    fn expire_after_create(&self, _: &[u8; 32], value: &Entry, _: Instant) -> Option<Duration> {
-        Some(if value.principal.is_some() {
-            KNOWN_TTL
-        } else {
-            UNKNOWN_TTL
-        })
-    }
-}
-
+/// The cache of looked-up keys.
+///
+/// Lookups are a read lock on one of several shards and a hash probe (a per-process keyed
+/// hash, so nobody can aim digests at one bucket); the eviction policy is scan-resistant, so a
+/// flood of one-off unknown keys passes through without pushing out the keys in use.
 #[derive(Clone)]
 pub struct KeyCache {
-    /// In an `Arc`: cloning moka's cache itself clones several channels.
     entries: Arc<Cache<[u8; 32], Entry>>,
     generation: Arc<AtomicU64>,
     /// While a watcher keeps the cache honest: until when (ms since `epoch`) entries may be
@@ -67,12 +60,9 @@ impl Default for KeyCache {
 impl KeyCache {
     pub fn new(capacity: u64) -> Self {
         Self {
-            entries: Arc::new(
-                Cache::builder()
-                    .max_capacity(capacity)
-                    .expire_after(TtlByKind)
-                    .build(),
-            ),
+            entries: Arc::new(Cache::new(
+                usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
+            )),
             generation: Arc::new(AtomicU64::new(0)),
             trusted_until: Arc::new(AtomicU64::new(u64::MAX)),
             epoch: Instant::now(),
@@ -92,7 +82,8 @@ impl KeyCache {
         Fut: std::future::Future<Output = Result<Option<Principal>, E>>,
         E: Send + Sync + 'static,
     {
-        if !self.is_trusted() {
+        let now = self.now_ms();
+        if now > self.trusted_until.load(Ordering::Acquire) {
             // The watcher has not confirmed recently that nothing changed elsewhere: go to
             // storage rather than risk answering from a stale entry.
             return load().await.map(|p| p.map(Arc::new)).map_err(Arc::new);
@@ -101,37 +92,46 @@ impl KeyCache {
         loop {
             attempts += 1;
             let generation = self.generation.load(Ordering::Acquire);
-            if let Some(entry) = self.entries.get(digest).await {
-                if entry.generation >= generation {
-                    return Ok(entry.principal);
+            match self.entries.get_value_or_guard_async(digest).await {
+                // A hit, or a load shared with an earlier request: either may predate an
+                // invalidation or have outlived its time.
+                Ok(entry) => {
+                    if entry.generation >= generation && entry.expires > now {
+                        return Ok(entry.principal);
+                    }
+                    self.entries.remove(digest);
                 }
-                self.entries.invalidate(digest).await;
-            }
-            let pending = load();
-            let entry = self
-                .entries
-                .try_get_with(*digest, async move {
-                    let principal = pending.await?;
-                    Ok(Entry {
-                        principal: principal.map(Arc::new),
+                // This request loads; others asking for the same digest wait for it. If the
+                // load fails, the guard is dropped and they try for themselves.
+                Err(guard) => {
+                    let principal = load().await.map_err(Arc::new)?.map(Arc::new);
+                    let ttl = if principal.is_some() {
+                        KNOWN_TTL
+                    } else {
+                        UNKNOWN_TTL
+                    };
+                    let entry = Entry {
+                        principal,
                         generation,
-                    })
-                })
-                .await?;
-            // A load shared with an earlier request may predate an invalidation.
-            if entry.generation >= self.generation.load(Ordering::Acquire) || attempts >= 3 {
-                return Ok(entry.principal);
+                        expires: now + ttl.as_millis() as u64,
+                    };
+                    let _ = guard.insert(entry.clone());
+                    if entry.generation >= self.generation.load(Ordering::Acquire) || attempts >= 3
+                    {
+                        return Ok(entry.principal);
+                    }
+                    self.entries.remove(digest);
+                }
             }
-            self.entries.invalidate(digest).await;
+            if attempts >= 3 {
+                // Invalidated three times while loading: storage's answer is current enough.
+                return load().await.map(|p| p.map(Arc::new)).map_err(Arc::new);
+            }
         }
     }
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn is_trusted(&self) -> bool {
-        self.now_ms() <= self.trusted_until.load(Ordering::Acquire)
     }
 
     /// Puts the cache under a watcher: untrusted (every lookup goes to storage) until the
@@ -154,20 +154,16 @@ impl KeyCache {
     /// Forgets everything: after any change that affects authentication.
     pub fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 
     /// Entries held now (approximate; for tests and metrics).
     pub async fn entry_count(&self) -> u64 {
-        // Eviction runs in maintenance passes, each handling a bounded batch of writes.
-        for _ in 0..64 {
-            self.entries.run_pending_tasks().await;
-        }
-        self.entries.entry_count()
+        self.entries.len() as u64
     }
 
     pub fn capacity(&self) -> u64 {
-        self.entries.policy().max_capacity().unwrap_or(0)
+        self.entries.capacity()
     }
 }
 

@@ -28,7 +28,7 @@ struct RouteStats {
 
 #[derive(Default)]
 struct Inner {
-    routes: HashMap<String, RouteStats>,
+    routes: HashMap<String, RouteStats, foldhash::fast::RandomState>,
     auth_failures: BTreeMap<&'static str, u64>,
     rate_limited: u64,
 }
@@ -43,7 +43,7 @@ pub struct Metrics {
 }
 
 /// Known methods keep their name; anything else is `other`.
-fn method_label(method: &str) -> &'static str {
+pub fn method_label(method: &str) -> &'static str {
     match method {
         "GET" => "GET",
         "POST" => "POST",

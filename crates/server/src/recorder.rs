@@ -3,6 +3,8 @@
 //! write. A crash loses at most the counts gathered since the last flush.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,11 +62,11 @@ struct PerKey {
 /// Keyed by the key alone so that recording a request of a key already seen allocates nothing.
 #[derive(Default)]
 struct Pending {
-    keys: HashMap<KeyId, PerKey>,
+    keys: HashMap<KeyId, PerKey, RandomState>,
     /// The `last_used_at` last written per key. A key's time is written again only once it
     /// moved on by [`LAST_USED_STEP_MS`]: "last used" stays within a minute of true at a
     /// fraction of the writes when many keys are busy.
-    written: HashMap<KeyId, UnixMillis>,
+    written: HashMap<KeyId, UnixMillis, RandomState>,
 }
 
 /// How far a key's last use may run ahead of the stored `last_used_at` before it is written.
@@ -177,7 +179,7 @@ impl UsageRecorder {
     }
 
     /// Puts counts that could not be written back, merged with anything recorded since.
-    fn restore(&self, taken: HashMap<KeyId, PerKey>) {
+    fn restore(&self, taken: HashMap<KeyId, PerKey, RandomState>) {
         let Ok(mut p) = self.pending.lock() else {
             return;
         };

@@ -91,8 +91,33 @@ pub fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
 
 /// Authenticates the request's key and puts the [`Principal`] in its extensions.
 pub async fn authenticate(state: AppState, mut req: Request, next: Route) -> Response {
-    // Only the key's SHA-256 leaves this block: the secret is neither copied nor kept.
-    let checked = match credential(req.headers()) {
+    let admission = match admit(&state, req.headers()).await {
+        Ok(admission) => admission,
+        Err(refusal) => return refusal,
+    };
+    answer(&state, admission, |principal| async move {
+        req.extensions_mut().insert(principal);
+        match next.oneshot(req).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    })
+    .await
+}
+
+/// A request's key, found and put before the rate limiter.
+pub struct Admission {
+    principal: Arc<Principal>,
+    decision: Decision,
+    limit: RateLimit,
+    now: UnixMillis,
+}
+
+/// Checks the request's credential and key and puts the key before the rate limiter, or
+/// answers with the §3 refusal. Only the key's SHA-256 leaves this function: the secret is
+/// neither copied nor kept.
+pub async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admission, Response> {
+    let checked = match credential(headers) {
         Ok(token) => match check_format(&state.service.config().key_prefix, token) {
             Ok(()) => Ok(KeyHash::digest(token)),
             Err(reason) => Err(ApiError::auth(AuthFailure::Malformed(reason))),
@@ -103,7 +128,7 @@ pub async fn authenticate(state: AppState, mut req: Request, next: Route) -> Res
         Ok(digest) => digest,
         Err(e) => {
             state.metrics.auth_failure(e.code);
-            return e.into_response();
+            return Err(e.into_response());
         }
     };
     let principal = match state.service.authenticate_digest(&digest).await {
@@ -111,20 +136,36 @@ pub async fn authenticate(state: AppState, mut req: Request, next: Route) -> Res
         Ok(Err(failure)) => {
             let e = ApiError::auth(failure);
             state.metrics.auth_failure(e.code);
-            return e.into_response();
+            return Err(e.into_response());
         }
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return Err(ApiError::from(e).into_response()),
     };
-    let (decision, limit, now) = match consume(&state, &principal).await {
-        Ok(admitted) => admitted,
-        Err(e) => return e.into_response(),
-    };
+    let (decision, limit, now) = consume(state, &principal)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(Admission {
+        principal,
+        decision,
+        limit,
+        now,
+    })
+}
+
+/// Answers an admitted request with `handler`, or with 429 if the limiter refused it; then
+/// adds the rate-limit headers and counts the request's usage.
+pub async fn answer<F, Fut>(state: &AppState, admission: Admission, handler: F) -> Response
+where
+    F: FnOnce(Arc<Principal>) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let Admission {
+        principal,
+        decision,
+        limit,
+        now,
+    } = admission;
     let mut response = if decision.allowed {
-        req.extensions_mut().insert(principal.clone());
-        match next.oneshot(req).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }
+        handler(principal.clone()).await
     } else {
         state.metrics.rate_limited();
         rate_limited(&decision, limit).into_response()
@@ -183,9 +224,6 @@ pub fn rate_limit_headers(
     limit: RateLimit,
     now: UnixMillis,
 ) {
-    // Numbers and these formats are always valid header text; a `String` becomes a header
-    // value without a copy.
-    let text = |s: String| HeaderValue::try_from(s).unwrap_or(HeaderValue::from_static("0"));
     headers.insert(X_RATELIMIT_LIMIT.clone(), HeaderValue::from(d.limit));
     headers.insert(
         X_RATELIMIT_REMAINING.clone(),
@@ -194,19 +232,32 @@ pub fn rate_limit_headers(
     headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(d.reset_at));
     headers.insert(
         RATELIMIT_POLICY.clone(),
-        text(format!(
-            "\"default\";q={};w={}",
-            limit.limit, limit.window_seconds
-        )),
+        structured(
+            &[b"\"default\";q=", b";w="],
+            [limit.limit, limit.window_seconds],
+        ),
     );
     headers.insert(
         RATELIMIT.clone(),
-        text(format!(
-            "\"default\";r={};t={}",
-            d.remaining,
-            d.reset_in_secs(now)
-        )),
+        structured(
+            &[b"\"default\";r=", b";t="],
+            [d.remaining, d.reset_in_secs(now)],
+        ),
     );
+}
+
+/// `parts[0] n[0] parts[1] n[1]`: the two structured fields of SPEC §4, written without the
+/// formatting machinery (they are on every answer).
+fn structured(parts: &[&[u8]; 2], n: [u64; 2]) -> HeaderValue {
+    let mut text = Vec::with_capacity(48);
+    let mut digits = itoa::Buffer::new();
+    for (part, n) in parts.iter().zip(n) {
+        text.extend_from_slice(part);
+        text.extend_from_slice(digits.format(n).as_bytes());
+    }
+    // ASCII text and digits only: always a valid header value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// A capability a handler needs; `None` for endpoints any valid key may call.

@@ -3,18 +3,20 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod gate;
 pub mod lean;
 pub mod openapi;
 mod ops;
 pub mod request_id;
 mod v1;
 
+use std::convert::Infallible;
+use std::future::Future;
+
 use axum::extract::{MatchedPath, Request};
 use axum::http::header;
+use axum::response::Response;
 use axum::Router;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -53,22 +55,37 @@ pub struct Shared {
     pub jobs_waiting: std::sync::Arc<tokio::sync::Notify>,
 }
 
-/// The whole application router.
+/// The whole application: the router behind the gate.
 ///
-/// Layers run outside-in in this order, for these reasons:
-/// 1. `request_id` is outermost so that every response, including panics and errors made by
-///    the layers below, gets an `X-Request-Id` and an error body in the one shape;
-/// 2. `CatchPanicLayer` turns a panic into a bare 500 that layer 1 then dresses;
-/// 3. `SetSensitiveRequestHeaders` marks credentials (and forward auth's original URL)
-///    before anything can log headers;
-/// 4. `TraceLayer` logs method, matched route and status — never the query string, which
-///    may carry a key that `reject_keys_in_query` is about to refuse;
-/// 5. `observe` refuses keys in the query of every `/v1` path (known or not) and records
-///    each answer in the metrics under its matched route (it runs inside the router, where
-///    the matched route is known);
-/// 6. each key route authenticates; the dashboard's routes have their own layers (see
+/// In the order a request meets them:
+/// 1. the [`gate`] gives it an id, marks credentials sensitive before anything can log
+///    headers, opens its debug span (method, matched route, request id — never the query
+///    string, which may carry a key about to be refused) and catches panics; on the way out
+///    it writes every error body in the one shape and `X-Request-Id` on every response. It
+///    answers `GET /v1/whoami` itself, through the same steps as below;
+/// 2. the router picks the route (or the fallback);
+/// 3. `observe` refuses keys in the query of every `/v1` path (known or not) and records each
+///    answer in the metrics under its matched route (it runs inside the router, where the
+///    matched route is known);
+/// 4. each key route authenticates; the dashboard's routes have their own layers (see
 ///    [`crate::dashboard`]).
-pub fn router(state: AppState) -> Router {
+pub fn app(
+    state: AppState,
+) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response, Infallible>> + Send,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
+    use tower::Layer;
+    lean::LeanLayer::new(state.clone(), gate::gate).layer(router(state))
+}
+
+/// The routes, each with the `observe` layer.
+fn router(state: AppState) -> Router {
     let api = v1::router(state.clone());
     let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/v1", api)
@@ -84,29 +101,6 @@ pub fn router(state: AppState) -> Router {
         // query too.
         .layer(lean::LeanLayer::new(state.clone(), observe))
         .with_state(state)
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or("unmatched", |p| p.as_str());
-            let request_id = req
-                .extensions()
-                .get::<request_id::RequestId>()
-                .map_or("", |r| r.as_str());
-            // Debug level: at the default `info` the span costs nothing per request; 5xx answers
-            // are logged with their request id by the request-id layer.
-            tracing::debug_span!("request", method = %req.method(), route, request_id)
-        }))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-            header::HeaderName::from_static("x-api-key"),
-            // Forward auth: the original URL, which may carry a key that is about to be refused.
-            header::HeaderName::from_static("x-original-uri"),
-            header::HeaderName::from_static("x-forwarded-uri"),
-        ]))
-        .layer(CatchPanicLayer::new())
-        .layer(request_id::RequestIdLayer)
 }
 
 /// Unknown paths: a page for browsers outside `/v1`, the JSON error everywhere else.
@@ -129,35 +123,44 @@ async fn not_found(req: Request) -> axum::response::Response {
     }
 }
 
-/// Refuses a key in the query of any `/v1` path, and records the answer's status and
-/// latency under the matched route.
-async fn observe(
-    state: AppState,
-    req: Request,
-    next: axum::routing::Route,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
+/// The router's layer around every route: [`observed`] under the matched route.
+async fn observe(state: AppState, req: Request, next: axum::routing::Route) -> Response {
     use tower::ServiceExt;
-    let start = std::time::Instant::now();
-    let method = req.method().clone();
     // An `Arc` inside: cloning it allocates nothing.
     let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::Span::current().record("route", route);
+    }
+    observed(&state, req, route, |req| async move {
+        match next.oneshot(req).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    })
+    .await
+}
+
+/// Refuses a key in the query of any `/v1` path, else answers with `answer`; records the
+/// answer's status and latency under `route` either way.
+async fn observed<F, Fut>(state: &AppState, req: Request, route: &str, answer: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    use axum::response::IntoResponse;
+    let start = std::time::Instant::now();
+    let method = crate::metrics::method_label(req.method().as_str());
     let path = req.uri().path();
     let under_v1 = path == "/v1" || path.starts_with("/v1/");
     let response = if under_v1 && req.uri().query().is_some_and(auth::query_has_key) {
         state.metrics.auth_failure("key_in_query");
         auth::key_in_query().into_response()
     } else {
-        match next.oneshot(req).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }
+        answer(req).await
     };
-    state.metrics.observe_request(
-        method.as_str(),
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        response.status().as_u16(),
-        start.elapsed(),
-    );
+    state
+        .metrics
+        .observe_request(method, route, response.status().as_u16(), start.elapsed());
     response
 }

@@ -1,17 +1,12 @@
-//! The outermost layer: gives every response an `X-Request-Id` and writes every error body
-//! in the one shape, with that id. Errors produced anywhere below (handlers, extractors,
+//! Request ids, and the last step of every answer (run by [`super::gate`]): every response
+//! gets an `X-Request-Id` and every error body the one shape, with that id. Errors produced anywhere below (handlers, extractors,
 //! fallbacks, panics) carry an [`ErrorInfo`]; anything else that is an error without a JSON
 //! body is rewritten too, so no plain-text rejection ever reaches a client.
-
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use tower::{Layer, Service};
 
 use super::error::{ApiError, ErrorInfo};
 
@@ -55,7 +50,7 @@ fn new_id() -> HeaderValue {
 }
 
 /// The id of a request: the client's own when it is acceptable, else a new one.
-fn id_of(req: &Request) -> RequestId {
+pub fn id_of(req: &Request) -> RequestId {
     let given = req.headers().get(&X_REQUEST_ID).filter(|v| {
         v.to_str()
             .is_ok_and(|v| acceptable(v) && !looks_like_a_key(v))
@@ -63,71 +58,8 @@ fn id_of(req: &Request) -> RequestId {
     RequestId(given.cloned().unwrap_or_else(new_id))
 }
 
-/// The outermost layer (see the module documentation).
-#[derive(Clone, Copy, Default)]
-pub struct RequestIdLayer;
-
-impl<S> Layer<S> for RequestIdLayer {
-    type Service = WithRequestId<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        WithRequestId { inner }
-    }
-}
-
-/// Written by hand rather than with `from_fn`: this wraps every request, and a hand-written
-/// future costs no allocation.
-#[derive(Clone)]
-pub struct WithRequestId<S> {
-    inner: S,
-}
-
-impl<S> Service<Request> for WithRequestId<S>
-where
-    S: Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = RequestIdFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        let id = id_of(&req);
-        req.extensions_mut().insert(id.clone());
-        RequestIdFuture {
-            inner: self.inner.call(req),
-            id: Some(id),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    pub struct RequestIdFuture<F> {
-        #[pin]
-        inner: F,
-        id: Option<RequestId>,
-    }
-}
-
-impl<F, E> Future for RequestIdFuture<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
-        let id = this.id.take().unwrap_or_else(|| RequestId(new_id()));
-        Poll::Ready(Ok(finish(response, id)))
-    }
-}
-
 /// Writes an error body in the one shape and the `X-Request-Id` header.
-fn finish(mut response: Response, id: RequestId) -> Response {
+pub fn finish(mut response: Response, id: RequestId) -> Response {
     let error = match response.extensions_mut().remove::<ErrorInfo>() {
         Some(ErrorInfo(e)) => Some(e),
         None if is_bare_error(&response) => Some(fallback_error(response.status())),

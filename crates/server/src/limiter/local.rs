@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -54,7 +56,7 @@ pub struct LocalLimiter {
 struct Shard {
     /// Most states this shard keeps.
     cap: usize,
-    states: HashMap<KeyId, Tracked>,
+    states: HashMap<KeyId, Tracked, RandomState>,
 }
 
 struct Tracked {
@@ -91,13 +93,13 @@ impl LocalLimiter {
                 let cap = max_keys / shards + usize::from(i < max_keys % shards);
                 Mutex::new(Shard {
                     cap,
-                    states: HashMap::new(),
+                    states: HashMap::default(),
                 })
             })
             .collect();
         Self {
             shards,
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             evicted_active: AtomicU64::new(0),
         }
     }

@@ -9,7 +9,7 @@ mod generations;
 mod keys;
 mod teams;
 mod verify;
-mod whoami;
+pub mod whoami;
 
 use axum::routing::any;
 use keyward_store::{Cursor, PageRequest};

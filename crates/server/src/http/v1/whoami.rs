@@ -6,6 +6,7 @@ use axum::Json;
 
 use crate::http::auth::{AnyKey, Auth};
 use crate::http::AppState;
+use crate::service::Principal;
 use crate::views::{WhoamiTemplate, WhoamiView};
 
 /// `GET /v1/whoami`: the key, its agent, organization, plan and capabilities.
@@ -19,8 +20,12 @@ use crate::views::{WhoamiTemplate, WhoamiView};
     security(("bearer" = []), ("api_key" = []))
 )]
 pub async fn whoami(State(state): State<AppState>, auth: Auth<AnyKey>) -> Response {
+    answer(&state, &auth.principal)
+}
+
+/// The answer for an authenticated key (the gate calls this for `GET /v1/whoami` directly).
+pub fn answer(state: &AppState, p: &Principal) -> Response {
     let now = state.service.now();
-    let p = &auth.principal;
     let template = p.whoami.get_or_init(|| WhoamiTemplate::new(p, now));
     match template.as_ref().and_then(|t| t.body(p, now)) {
         Some(body) => ([(CONTENT_TYPE, JSON.clone())], body).into_response(),

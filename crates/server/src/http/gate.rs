@@ -1,0 +1,159 @@
+//! The outermost service: what every request passes before and after the router.
+//!
+//! It gives each request its id, marks credentials as sensitive before anything could log
+//! them, opens the request's debug span, turns a panic anywhere below into the one error
+//! shape, and writes error bodies and `X-Request-Id` on the way out ([`request_id::finish`]).
+//!
+//! One route skips the router: `GET /v1/whoami`, the key check that API gateways and clients
+//! call on every request (docs/BENCHMARKS.md). It goes through the same steps as a routed
+//! key request — [`super::observed`] (keys in the query refused, metrics) and
+//! [`auth::admit`]/[`auth::answer`] (credential, key, rate limit, headers, usage) — composed
+//! directly instead of through the router's nested, boxed layers, whose moves and clones
+//! of the request cost more than the key check itself. Every other request, `HEAD
+//! /v1/whoami` included, is routed.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderName, Method};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower::ServiceExt;
+use tracing::Instrument;
+
+use super::{auth, observed, request_id, v1, ApiError, AppState};
+
+/// The route answered without the router, as the metrics label it.
+const WHOAMI: &str = "/v1/whoami";
+
+/// Headers that carry a credential, or (forward auth) the original URL, which may carry a key
+/// that is about to be refused.
+static SENSITIVE: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("x-forwarded-uri"),
+];
+
+/// The gate around `app` (see the module documentation); used with [`super::lean::LeanLayer`].
+pub async fn gate(state: AppState, mut req: Request, app: Router) -> Response {
+    let id = request_id::id_of(&req);
+    mark_sensitive(req.headers_mut());
+    // Disabled at the default `info` level, where it costs one check of a static flag.
+    let span = tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        route = tracing::field::Empty,
+        request_id = id.as_str(),
+    );
+    let direct = req.method() == Method::GET && req.uri().path() == WHOAMI;
+    if direct {
+        span.record("route", WHOAMI);
+    }
+    let answered = async {
+        if direct {
+            observed(&state, req, WHOAMI, |req| whoami(&state, req)).await
+        } else {
+            req.extensions_mut().insert(id.clone());
+            match app.oneshot(req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    };
+    let response = match (CatchPanic {
+        inner: answered.instrument(span.clone()),
+    })
+    .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            tracing::error!(request_id = %id.as_str(), panic = panic_message(&*panic), "a request panicked");
+            ApiError::internal().into_response()
+        }
+    };
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
+    request_id::finish(response, id)
+}
+
+/// `GET /v1/whoami`, as the router would answer it.
+async fn whoami(state: &AppState, req: Request) -> Response {
+    let admission = match auth::admit(state, req.headers()).await {
+        Ok(admission) => admission,
+        Err(refusal) => return refusal,
+    };
+    auth::answer(state, admission, |principal| async move {
+        v1::whoami::answer(state, &principal)
+    })
+    .await
+}
+
+fn mark_sensitive(headers: &mut HeaderMap) {
+    for (name, value) in headers.iter_mut() {
+        if SENSITIVE.contains(name) {
+            value.set_sensitive(true);
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+pin_project_lite::pin_project! {
+    /// A future whose panic becomes an `Err` instead of unwinding through the connection.
+    struct CatchPanic<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
+        // Once it panicked the future is never polled again, so no broken state is observed.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_is_caught_with_its_message() {
+        let outcome = CatchPanic {
+            inner: async { panic!("boom") },
+        }
+        .await;
+        let panic = outcome.expect_err("the panic is caught");
+        assert_eq!(panic_message(&*panic), "boom");
+    }
+
+    #[test]
+    fn credentials_are_marked_sensitive() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        headers.insert("x-api-key", "x".parse().unwrap());
+        headers.insert(header::ACCEPT, "*/*".parse().unwrap());
+        mark_sensitive(&mut headers);
+        assert!(headers[header::AUTHORIZATION].is_sensitive());
+        assert!(headers["x-api-key"].is_sensitive());
+        assert!(!headers[header::ACCEPT].is_sensitive());
+    }
+}
