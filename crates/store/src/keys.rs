@@ -411,23 +411,37 @@ pub async fn touch_last_used(
     conn: &mut Conn,
     entries: &[(OrgId, KeyId, UnixMillis)],
 ) -> Result<(), StoreError> {
-    // One statement per few hundred keys: a flush after heavy traffic touches many keys.
-    for chunk in entries.chunks(50) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|r| format!("(${}, ${}, ${})", r * 3 + 1, r * 3 + 2, r * 3 + 3))
-            .collect();
-        let sql = format!(
-            "WITH v(id, org, at) AS (VALUES {})
+    // A flush after heavy traffic touches thousands of keys: a few statements carry them
+    // all (one JSON array on PostgreSQL, multi-row `VALUES` on SQLite; see `crate::batch`).
+    let update = |source: &str| {
+        format!(
+            "WITH v(id, org, at) AS ({source})
              UPDATE api_keys SET last_used_at = v.at FROM v
              WHERE api_keys.id = v.id AND api_keys.organization_id = v.org
-               AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < v.at)",
-            values.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (org, id, at) in chunk {
-            q = q.bind(id.as_str()).bind(org.as_str()).bind(*at);
+               AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < v.at)"
+        )
+    };
+    if conn.backend_name() != "PostgreSQL" {
+        for piece in crate::batch::pieces(entries) {
+            let sql = update(&format!("VALUES {}", crate::batch::values(piece.len(), 3)));
+            let mut q = sqlx::query(&sql);
+            for (org, id, at) in piece {
+                q = q.bind(id.as_str()).bind(org.as_str()).bind(*at);
+            }
+            q.execute(&mut *conn).await?;
         }
-        q.execute(&mut *conn).await?;
+        return Ok(());
+    }
+    let sql =
+        update("SELECT r->>0, r->>1, (r->>2)::BIGINT FROM jsonb_array_elements($1::jsonb) AS r");
+    for chunk in entries.chunks(5_000) {
+        let rows: Vec<(&str, &str, UnixMillis)> = chunk
+            .iter()
+            .map(|(org, id, at)| (id.as_str(), org.as_str(), *at))
+            .collect();
+        let json = serde_json::to_string(&rows)
+            .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+        sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 
 pub mod agents;
 pub mod audit;
+mod batch;
 mod connect;
 pub mod content;
 mod error;

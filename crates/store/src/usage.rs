@@ -74,8 +74,9 @@ pub struct Increment {
     pub counts: Counts,
 }
 
-/// Rows per statement. Each statement carries its rows as one JSON parameter, so a flush of
-/// many keys costs a few statements and a few bound values, whatever the number of rows.
+/// Rows per statement on PostgreSQL. Each statement carries its rows as one JSON parameter, so
+/// a flush of many keys costs a few statements and a few bound values, whatever the number of
+/// rows. (SQLite takes them as bound `VALUES`, see `crate::batch`.)
 const ROWS_PER_STATEMENT: usize = 5_000;
 
 /// Where the hourly and daily rows end: minutes before this are counted in them.
@@ -91,8 +92,8 @@ pub async fn rolled_until(conn: &mut Conn) -> Result<UnixMillis, StoreError> {
 /// correct. Minutes not rolled up yet go to `usage_minute` alone; a minute already rolled up
 /// (counts held back by a database outage) goes to the hourly and daily rows too. Rows are
 /// summed per bucket, sorted (so concurrent flushes from several nodes take row locks in one
-/// order and cannot deadlock) and sent as a JSON array that the database unpacks into an
-/// upsert.
+/// order and cannot deadlock) and sent in a few statements (a JSON array on PostgreSQL,
+/// multi-row `VALUES` on SQLite).
 pub async fn add(conn: &mut Conn, batch: &[Increment]) -> Result<(), StoreError> {
     let postgres = conn.backend_name() == "PostgreSQL";
     // On PostgreSQL a shared lock on the mark: a roll-up (which takes it exclusively) waits
@@ -133,7 +134,40 @@ async fn upsert(
         entry.2.add(&inc.counts);
     }
     let rows: Vec<_> = rows.into_iter().collect();
-    let sql = upsert_sql(g.table(), postgres);
+    if !postgres {
+        for piece in crate::batch::pieces(&rows) {
+            let sql = format!(
+                "INSERT INTO {table} ({COLUMNS}) VALUES {values} {on_conflict}",
+                table = g.table(),
+                values = crate::batch::values(piece.len(), 9),
+                on_conflict = add_on_conflict(g.table()),
+            );
+            let mut q = sqlx::query(&sql);
+            for ((key, bucket), (org, agent, c)) in piece {
+                q = q
+                    .bind(org.as_str())
+                    .bind(agent.as_str())
+                    .bind(key.as_str())
+                    .bind(*bucket)
+                    .bind(c.requests)
+                    .bind(c.success)
+                    .bind(c.client_errors)
+                    .bind(c.rate_limited)
+                    .bind(c.server_errors);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO {table} ({COLUMNS})
+         SELECT r->>0, r->>1, r->>2, (r->>3)::BIGINT, (r->>4)::BIGINT, (r->>5)::BIGINT,
+                (r->>6)::BIGINT, (r->>7)::BIGINT, (r->>8)::BIGINT
+         FROM jsonb_array_elements($1::jsonb) AS r
+         {on_conflict}",
+        table = g.table(),
+        on_conflict = add_on_conflict(g.table()),
+    );
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let json: Vec<_> = chunk
             .iter()
@@ -158,26 +192,9 @@ async fn upsert(
     Ok(())
 }
 
-/// The upsert of one granularity's table from a JSON array of rows
-/// `[org, agent, key, bucket, requests, success, client_errors, rate_limited, server_errors]`.
-fn upsert_sql(table: &str, postgres: bool) -> String {
-    let source = if postgres {
-        "SELECT r->>0, r->>1, r->>2, (r->>3)::BIGINT, (r->>4)::BIGINT, (r->>5)::BIGINT,
-                (r->>6)::BIGINT, (r->>7)::BIGINT, (r->>8)::BIGINT
-         FROM jsonb_array_elements($1::jsonb) AS r"
-    } else {
-        // `WHERE true` tells SQLite's parser that `ON CONFLICT` belongs to the upsert.
-        "SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5,
-                value->>6, value->>7, value->>8
-         FROM json_each($1) WHERE true"
-    };
-    format!(
-        "INSERT INTO {table} (organization_id, agent_id, key_id, bucket, requests, success, client_errors, rate_limited, server_errors)
-         {source}
-         {ADD_ON_CONFLICT}",
-        ADD_ON_CONFLICT = add_on_conflict(table)
-    )
-}
+/// The columns of the usage tables, in the order rows are sent.
+const COLUMNS: &str = "organization_id, agent_id, key_id, bucket, requests, success, \
+                       client_errors, rate_limited, server_errors";
 
 /// Adds the inserted counts to a row that exists.
 fn add_on_conflict(table: &str) -> String {

@@ -1,0 +1,49 @@
+//! Many rows in few statements, on SQLite.
+//!
+//! A flush of usage counts writes thousands of rows a second. PostgreSQL takes them as one
+//! JSON array unpacked by `jsonb_array_elements`; on SQLite, unpacking JSON cost three times
+//! what the upsert itself does (each row's fields are parsed again from text), so SQLite gets
+//! multi-row `VALUES` with bound parameters instead.
+
+/// Rows per statement: a batch is cut into pieces of these sizes, largest first, so that only
+/// these few statement texts are ever prepared and they stay in the connection's statement
+/// cache. 1024 rows of up to 16 columns stay far below SQLite's 32 766 parameters.
+const PIECES: [usize; 4] = [1024, 128, 16, 1];
+
+/// Cuts `rows` into pieces of the sizes in [`PIECES`].
+pub(crate) fn pieces<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = PIECES.into_iter().find(|&size| size <= rows.len())?;
+        let (piece, rest) = rows.split_at(size);
+        rows = rest;
+        Some(piece)
+    })
+}
+
+/// `(?, ?), (?, ?)`: `rows` groups of `columns` placeholders. Anonymous ones: SQLite looks up
+/// a numbered one (`$7`) by a linear search through the statement's parameter names, so
+/// binding thousands of them costs the square of their count.
+pub(crate) fn values(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_rows_in_order_with_few_sizes() {
+        let rows: Vec<usize> = (0..10_000).collect();
+        let cut: Vec<&[usize]> = pieces(&rows).collect();
+        assert_eq!(cut.concat(), rows);
+        assert!(cut.iter().all(|p| PIECES.contains(&p.len())));
+        assert_eq!(cut.len(), 9 + 6 + 1);
+        assert_eq!(pieces::<u8>(&[]).count(), 0);
+    }
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(values(2, 3), "(?, ?, ?), (?, ?, ?)");
+    }
+}
