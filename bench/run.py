@@ -226,8 +226,8 @@ def revocation_bound(server, admin, workdir, trials):
             "max_ms": delays[-1], "same_node_misses": same_node_misses}
 
 
-def loadgen(server, keys_file, rate, seconds):
-    out = subprocess.run(["taskset", "-c", "1", LOADGEN, "--url", server.base + "/v1/whoami", "--rate", str(int(rate)),
+def loadgen(server, keys_file, rate, seconds, path="/v1/whoami"):
+    out = subprocess.run(["taskset", "-c", "1", LOADGEN, "--url", server.base + path, "--rate", str(int(rate)),
                           "--duration", str(seconds), "--connections", "64", "--keys", keys_file],
                          capture_output=True, text=True, check=True).stdout
     return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
@@ -315,6 +315,11 @@ def main():
     peak = results["keyward_10k"]["valid"]["rps"]
     results["fixed_rate"] = loadgen(server, keys_file, peak / 2, a.duration)
     log(f"at {peak / 2:.0f} req/s: {results['fixed_rate']}")
+    # The same rate against the ceiling, right after: the tail of this machine and generator.
+    hello = Server([HELLO, "127.0.0.1:0"], cwd=ROOT)
+    results["fixed_rate_hello"] = loadgen(hello, keys_file, peak / 2, a.duration, path="/")
+    hello.stop()
+    log(f"hello-world at {peak / 2:.0f} req/s: {results['fixed_rate_hello']}")
     results["usage_check"] = usage_check(server, admin, work)
     results["revocation"] = revocation_bound(server, admin, work, a.revocations)
     log(f"revocation bound: {results['revocation']}")
@@ -365,8 +370,9 @@ def report(r):
     for name, x in rows:
         print(f"| {name} | {x['rps']:.0f} | {x['rps'] / h['rps']:.2f} | {x['p50_us']:.0f} | {x['p99_us']:.0f} | "
               f"{x['cpu_us_per_req']:.2f} | {x['cpu_us_per_req'] / h['cpu_us_per_req']:.2f} |")
-    f = r["fixed_rate"]
-    print(f"\nfixed rate {f['rate']:.0f} req/s: p50 {f['p50_us']:.0f} µs, p99 {f['p99_us']:.0f} µs, p999 {f['p999_us']:.0f} µs, max {f['max_us']:.0f} µs")
+    for name, key in [("keyward", "fixed_rate"), ("hello-world", "fixed_rate_hello")]:
+        f = r[key]
+        print(f"\nfixed rate {f['rate']:.0f} req/s, {name}: p50 {f['p50_us']:.0f} µs, p99 {f['p99_us']:.0f} µs, p999 {f['p999_us']:.0f} µs, max {f['max_us']:.0f} µs")
     v = r["revocation"]
     print(f"cross-process revocation ({v['trials']} trials): min {v['min_ms']:.1f} ms, p50 {v['p50_ms']:.1f}, "
           f"p90 {v['p90_ms']:.1f}, p99 {v['p99_ms']:.1f}, max {v['max_ms']:.1f}; same-node misses: {v['same_node_misses']}")

@@ -106,9 +106,60 @@ typed_id!(/// A blog tag.
 typed_id!(/// A content generation job.
     GenerationId, "gen", "generation");
 
+/// A [`KeyId`] as a fixed 32-byte value, for maps that are looked up on every request (the
+/// rate limiter's, the usage recorder's): the id sits inside the map entry, so a lookup
+/// compares it in place instead of following a pointer to a string elsewhere on the heap,
+/// which was a cache miss per lookup with thousands of keys in use.
+///
+/// Ids up to 31 bytes (every generated one is 28) are held as they are, after their length;
+/// a longer one is held as the first 31 bytes of its SHA-256 after a marker no length can
+/// take, so two different ids never share a value in practice.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CompactKeyId([u8; 32]);
+
+impl From<&KeyId> for CompactKeyId {
+    fn from(id: &KeyId) -> Self {
+        use sha2::{Digest, Sha256};
+        let id = id.as_str().as_bytes();
+        let mut out = [0u8; 32];
+        if id.len() < out.len() {
+            out[0] = id.len() as u8;
+            out[1..=id.len()].copy_from_slice(id);
+        } else {
+            out[0] = u8::MAX;
+            out[1..].copy_from_slice(&Sha256::digest(id)[..31]);
+        }
+        Self(out)
+    }
+}
+
+impl fmt::Debug for CompactKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0[0] {
+            len @ 0..=31 => f.write_str(&String::from_utf8_lossy(&self.0[1..=usize::from(len)])),
+            _ => f.write_str("key_(long id)"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_key_ids_tell_ids_apart() {
+        let a = KeyId::generate();
+        let b = KeyId::generate();
+        assert_eq!(CompactKeyId::from(&a), CompactKeyId::from(&a.clone()));
+        assert_ne!(CompactKeyId::from(&a), CompactKeyId::from(&b));
+        assert_eq!(format!("{:?}", CompactKeyId::from(&a)), a.as_str());
+        let long = KeyId::from_stored(format!("key_{}", "x".repeat(60)));
+        let longer = KeyId::from_stored(format!("key_{}", "x".repeat(61)));
+        assert_ne!(CompactKeyId::from(&long), CompactKeyId::from(&longer));
+        // A short id can never equal a long one: their first bytes differ.
+        let short = KeyId::from_stored("key_x".to_string());
+        assert_ne!(CompactKeyId::from(&short), CompactKeyId::from(&long));
+    }
 
     #[test]
     fn ids_round_trip_and_check_their_prefix() {

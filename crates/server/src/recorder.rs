@@ -8,7 +8,7 @@ use foldhash::fast::RandomState;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keyward_core::{AgentId, KeyId, OrgId, UnixMillis};
+use keyward_core::{AgentId, CompactKeyId, KeyId, OrgId, UnixMillis};
 use keyward_store::usage::{self, Counts, Granularity, Increment};
 use keyward_store::{keys, Store};
 
@@ -52,6 +52,7 @@ impl Outcome {
 
 /// What one key did since the last flush.
 struct PerKey {
+    key: KeyId,
     org: OrgId,
     agent: AgentId,
     /// Counts per minute; almost always one or two minutes between flushes.
@@ -59,14 +60,15 @@ struct PerKey {
     last_used: UnixMillis,
 }
 
-/// Keyed by the key alone so that recording a request of a key already seen allocates nothing.
+/// Keyed by the key alone, held inline, so that recording a request of a key already seen
+/// allocates nothing and compares the id in place.
 #[derive(Default)]
 struct Pending {
-    keys: HashMap<KeyId, PerKey, RandomState>,
+    keys: HashMap<CompactKeyId, PerKey, RandomState>,
     /// The `last_used_at` last written per key. A key's time is written again only once it
     /// moved on by [`LAST_USED_STEP_MS`]: "last used" stays within a minute of true at a
     /// fraction of the writes when many keys are busy.
-    written: HashMap<KeyId, UnixMillis, RandomState>,
+    written: HashMap<CompactKeyId, UnixMillis, RandomState>,
 }
 
 /// How far a key's last use may run ahead of the stored `last_used_at` before it is written.
@@ -99,7 +101,8 @@ impl UsageRecorder {
         let minute = Granularity::Minute.floor(at);
         let counts = outcome.counts();
         let room = p.keys.len() < MAX_PENDING;
-        match p.keys.get_mut(key) {
+        let compact = CompactKeyId::from(key);
+        match p.keys.get_mut(&compact) {
             Some(k) => {
                 k.last_used = k.last_used.max(at);
                 match k.minutes.iter_mut().find(|(m, _)| *m == minute) {
@@ -109,12 +112,13 @@ impl UsageRecorder {
             }
             None if room => {
                 let per_key = PerKey {
+                    key: key.clone(),
                     org: org.clone(),
                     agent: agent.clone(),
                     minutes: vec![(minute, counts)],
                     last_used: at,
                 };
-                p.keys.insert(key.clone(), per_key);
+                p.keys.insert(compact, per_key);
             }
             None => {}
         }
@@ -131,14 +135,14 @@ impl UsageRecorder {
                     p.written.clear();
                 }
                 let mut used: Vec<(OrgId, KeyId, UnixMillis)> = Vec::new();
-                for (key, k) in &taken {
+                for (compact, k) in &taken {
                     let due = p
                         .written
-                        .get(key)
+                        .get(compact)
                         .is_none_or(|w| k.last_used - *w >= LAST_USED_STEP_MS);
                     if due {
-                        p.written.insert(key.clone(), k.last_used);
-                        used.push((k.org.clone(), key.clone(), k.last_used));
+                        p.written.insert(*compact, k.last_used);
+                        used.push((k.org.clone(), k.key.clone(), k.last_used));
                     }
                 }
                 (taken, used)
@@ -149,12 +153,12 @@ impl UsageRecorder {
             return;
         }
         let increments: Vec<Increment> = taken
-            .iter()
-            .flat_map(|(key, k)| {
+            .values()
+            .flat_map(|k| {
                 k.minutes.iter().map(move |(minute, counts)| Increment {
                     org: k.org.clone(),
                     agent: k.agent.clone(),
-                    key: key.clone(),
+                    key: k.key.clone(),
                     minute: *minute,
                     counts: *counts,
                 })
@@ -171,7 +175,7 @@ impl UsageRecorder {
             tracing::warn!(error = %e, keys = used.len(), "could not write usage counts; will retry");
             if let Ok(mut p) = self.pending.lock() {
                 for (_, key, _) in &used {
-                    p.written.remove(key);
+                    p.written.remove(&CompactKeyId::from(key));
                 }
             }
             self.restore(taken);
@@ -179,7 +183,7 @@ impl UsageRecorder {
     }
 
     /// Puts counts that could not be written back, merged with anything recorded since.
-    fn restore(&self, taken: HashMap<KeyId, PerKey, RandomState>) {
+    fn restore(&self, taken: HashMap<CompactKeyId, PerKey, RandomState>) {
         let Ok(mut p) = self.pending.lock() else {
             return;
         };
