@@ -180,8 +180,8 @@ impl LocalLimiter {
             memory_bytes += shard.states.capacity() * (size_of::<(CompactKeyId, Tracked)>() + 1);
             memory_bytes += shard
                 .states
-                .iter()
-                .map(|(_, tracked)| tracked.state.memory_bytes() - size_of::<WindowState>())
+                .values()
+                .map(|tracked| tracked.state.memory_bytes() - size_of::<WindowState>())
                 .sum::<usize>();
         }
         LimiterStats {
