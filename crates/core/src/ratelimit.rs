@@ -360,6 +360,7 @@ impl SubBuckets {
     fn check(&mut self, limit: u64, window: i64, now: UnixMillis) -> Outcome {
         let newest = now.div_euclid(self.width);
         self.advance(newest);
+        debug_assert_eq!(self.head, newest, "checks never go back in time");
         // Bucket k counts while any instant of it can still be in the window: from the bucket
         // holding `now − window + 1` up to the current one (at most 65 buckets). `now` never
         // goes back (the caller passes the latest time seen), so the newest bucket is the head

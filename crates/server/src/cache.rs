@@ -22,15 +22,41 @@ use crate::service::Principal;
 
 /// Most entries (known and unknown keys together).
 pub const DEFAULT_CAPACITY: u64 = 200_000;
-/// How long a known key stays cached without any change notice (a safety net only).
+/// How long a known key stays cached without any change notice (a safety net only), at least;
+/// see [`spread`].
 const KNOWN_TTL: Duration = Duration::from_secs(60);
-/// How long an unknown hash is remembered.
+/// How long an unknown hash is remembered, at least.
 const UNKNOWN_TTL: Duration = Duration::from_secs(5);
+
+/// `ttl` plus up to half of it again, in milliseconds, drawn at random: keys loaded together
+/// (at start-up, after an invalidation) then expire over a stretch of time instead of all at
+/// once, which would send thousands of lookups to storage in the same moment.
+fn spread(ttl: Duration) -> u64 {
+    let ttl = ttl.as_millis() as u64;
+    ttl + rand::random_range(0..=ttl / 2)
+}
+
+/// How long a failed lookup is shared: long enough for the requests already waiting for it,
+/// short enough that the next request tries storage again.
+const FAILURE_SHARED_MS: u64 = 100;
+
+/// A lookup that failed, with the storage error's message.
+#[derive(Clone, Debug)]
+pub struct LookupError(Arc<str>);
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A cached lookup: the key, or `None` for a hash no key has.
 #[derive(Clone)]
 pub struct Entry {
     pub principal: Option<Arc<Principal>>,
+    /// The lookup failed (storage unreachable): requests that were waiting for it get this
+    /// error instead of each trying storage in turn.
+    failed: Option<Arc<str>>,
     generation: u64,
     /// Until when (ms since the cache's epoch) the entry may be used.
     expires: u64,
@@ -38,7 +64,7 @@ pub struct Entry {
 
 /// The cache of looked-up keys.
 ///
-/// Lookups are a read lock on one of several shards and a hash probe (a per-process keyed
+/// A hit is a read lock on one of several shards and a hash probe (a per-process keyed
 /// hash, so nobody can aim digests at one bucket); the eviction policy is scan-resistant, so a
 /// flood of one-off unknown keys passes through without pushing out the keys in use.
 #[derive(Clone)]
@@ -76,17 +102,18 @@ impl KeyCache {
         &self,
         digest: &[u8; 32],
         load: F,
-    ) -> Result<Option<Arc<Principal>>, Arc<E>>
+    ) -> Result<Option<Arc<Principal>>, LookupError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Option<Principal>, E>>,
-        E: Send + Sync + 'static,
+        E: std::fmt::Display,
     {
+        let failed = |e: E| LookupError(e.to_string().into());
         let now = self.now_ms();
         if now > self.trusted_until.load(Ordering::Acquire) {
             // The watcher has not confirmed recently that nothing changed elsewhere: go to
             // storage rather than risk answering from a stale entry.
-            return load().await.map(|p| p.map(Arc::new)).map_err(Arc::new);
+            return load().await.map(|p| p.map(Arc::new)).map_err(failed);
         }
         let mut attempts = 0;
         loop {
@@ -97,14 +124,31 @@ impl KeyCache {
                 // invalidation or have outlived its time.
                 Ok(entry) => {
                     if entry.generation >= generation && entry.expires > now {
-                        return Ok(entry.principal);
+                        return match entry.failed {
+                            Some(error) => Err(LookupError(error)),
+                            None => Ok(entry.principal),
+                        };
                     }
-                    self.entries.remove(digest);
+                    // Only if still stale: another request may have put a fresh one there.
+                    self.entries
+                        .remove_if(digest, |e| e.generation < generation || e.expires <= now);
                 }
-                // This request loads; others asking for the same digest wait for it. If the
-                // load fails, the guard is dropped and they try for themselves.
+                // This request loads; others asking for the same digest wait for it.
                 Err(guard) => {
-                    let principal = load().await.map_err(Arc::new)?.map(Arc::new);
+                    let principal = match load().await {
+                        Ok(principal) => principal.map(Arc::new),
+                        Err(e) => {
+                            let error = failed(e);
+                            let _ = guard.insert(Entry {
+                                principal: None,
+                                failed: Some(error.0.clone()),
+                                generation,
+                                // From the failure, not the start: a load may take long to fail.
+                                expires: self.now_ms() + FAILURE_SHARED_MS,
+                            });
+                            return Err(error);
+                        }
+                    };
                     let ttl = if principal.is_some() {
                         KNOWN_TTL
                     } else {
@@ -112,20 +156,21 @@ impl KeyCache {
                     };
                     let entry = Entry {
                         principal,
+                        failed: None,
                         generation,
-                        expires: now + ttl.as_millis() as u64,
+                        expires: now + spread(ttl),
                     };
                     let _ = guard.insert(entry.clone());
-                    if entry.generation >= self.generation.load(Ordering::Acquire) || attempts >= 3
-                    {
+                    let latest = self.generation.load(Ordering::Acquire);
+                    if entry.generation >= latest || attempts >= 3 {
                         return Ok(entry.principal);
                     }
-                    self.entries.remove(digest);
+                    self.entries.remove_if(digest, |e| e.generation < latest);
                 }
             }
             if attempts >= 3 {
                 // Invalidated three times while loading: storage's answer is current enough.
-                return load().await.map(|p| p.map(Arc::new)).map_err(Arc::new);
+                return load().await.map(|p| p.map(Arc::new)).map_err(failed);
             }
         }
     }
@@ -170,6 +215,42 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_lookup_is_shared_by_its_waiters_then_tried_again() {
+        let cache = KeyCache::new(100);
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let failing = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Err::<Option<Principal>, _>("storage is down")
+        };
+        let digest = [7u8; 32];
+        let (a, b, c) = tokio::join!(
+            cache.get_or_load(&digest, failing),
+            cache.get_or_load(&digest, failing),
+            cache.get_or_load(&digest, failing),
+        );
+        for result in [a, b, c] {
+            assert_eq!(
+                result.err().map(|e| e.to_string()).as_deref(),
+                Some("storage is down")
+            );
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one storage attempt for three requests"
+        );
+        tokio::time::sleep(Duration::from_millis(FAILURE_SHARED_MS + 20)).await;
+        let found = cache
+            .get_or_load(&digest, || async { Ok::<_, std::io::Error>(None) })
+            .await;
+        assert!(
+            matches!(found, Ok(None)),
+            "the next request tries storage again"
+        );
+    }
 
     #[tokio::test]
     async fn stays_within_capacity() {

@@ -1,8 +1,11 @@
 //! Authenticating requests with an API key, in the order of SPEC §3.
 //!
-//! Keys in the query of any `/v1` path are refused first (by the router's `observe` layer);
-//! `authenticate` runs on every `/v1` route that takes a key, before the handler and so
-//! before any body is read; [`Auth`] then checks the capability the handler needs.
+//! Keys in the query of any `/v1` path are refused first (by [`super::observed`]); then
+//! [`admit`] finds the key and puts it before the rate limiter and [`answer`] runs the handler
+//! (or answers 429), adds the rate-limit headers and counts the request. `authenticate`
+//! composes the two as the layer of every routed `/v1` key route, before the handler and so
+//! before any body is read; the gate composes them for `GET /v1/whoami` (see
+//! [`super::gate`]). [`Auth`] then checks the capability the handler needs.
 
 use std::marker::PhantomData;
 use std::net::IpAddr;

@@ -17,7 +17,7 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-/// What an error response carries until the request-id layer writes its body.
+/// What an error response carries until the gate writes its body ([`super::request_id::finish`]).
 #[derive(Debug, Clone)]
 pub struct ErrorInfo(pub ApiError);
 

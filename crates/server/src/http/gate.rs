@@ -42,6 +42,7 @@ static SENSITIVE: [HeaderName; 5] = [
 
 /// The gate around `app` (see the module documentation); used with [`super::lean::LeanLayer`].
 pub async fn gate(state: AppState, mut req: Request, app: Router) -> Response {
+    let start = std::time::Instant::now();
     let id = request_id::id_of(&req);
     mark_sensitive(req.headers_mut());
     // Disabled at the default `info` level, where it costs one check of a static flag.
@@ -77,7 +78,13 @@ pub async fn gate(state: AppState, mut req: Request, app: Router) -> Response {
             ApiError::internal().into_response()
         }
     };
-    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            latency_us = start.elapsed().as_micros() as u64,
+            "answered"
+        )
+    });
     request_id::finish(response, id)
 }
 

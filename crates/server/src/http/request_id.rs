@@ -1,7 +1,8 @@
 //! Request ids, and the last step of every answer (run by [`super::gate`]): every response
-//! gets an `X-Request-Id` and every error body the one shape, with that id. Errors produced anywhere below (handlers, extractors,
-//! fallbacks, panics) carry an [`ErrorInfo`]; anything else that is an error without a JSON
-//! body is rewritten too, so no plain-text rejection ever reaches a client.
+//! gets an `X-Request-Id` and every error body the one shape, with that id. Errors produced
+//! anywhere below (handlers, extractors, fallbacks, panics) carry an [`ErrorInfo`]; anything
+//! else that is an error without a JSON body is rewritten too, so no plain-text rejection
+//! ever reaches a client.
 
 use axum::body::Body;
 use axum::extract::Request;

@@ -33,7 +33,8 @@ const SHARDS: usize = 64;
 /// At most `max_keys` states are tracked; [`LocalLimiter::stats`] estimates their size. A key
 /// costs about 90 bytes of map entry (its id held inline) plus its log, 8 bytes per request counted in its
 /// window (up to 80 kB for a limit of 10 000), or a fixed 560 bytes of buckets above 10 000.
-/// Measured with map slack: about 185 bytes per key with one recent request (37 MB for the
+/// Measured with map slack, when ids were still held on the heap: about 185 bytes per key
+/// (somewhat less now) with one recent request (37 MB for the
 /// default 200 000 keys), about 1 kB per key using all of 100 per 60 s. A key whose window is
 /// empty is idle: [`LocalLimiter::sweep`] drops it, since a fresh state answers the same.
 ///
