@@ -22,9 +22,11 @@ use crate::service::Principal;
 
 /// Most entries (known and unknown keys together).
 pub const DEFAULT_CAPACITY: u64 = 200_000;
-/// How long a known key stays cached without any change notice (a safety net only), at least;
-/// see [`spread`].
-const KNOWN_TTL: Duration = Duration::from_secs(60);
+/// How long a known key stays cached without any change notice, at least; see [`spread`].
+/// A safety net only: changes reach the cache through invalidation on commit, the change
+/// watcher (without which the cache is not used at all) and the Redis bus. Each expiry sends a
+/// request to storage on the request path, so the net is wide.
+const KNOWN_TTL: Duration = Duration::from_secs(600);
 /// How long an unknown hash is remembered, at least.
 const UNKNOWN_TTL: Duration = Duration::from_secs(5);
 
