@@ -69,10 +69,76 @@ struct Pending {
     /// moved on by [`LAST_USED_STEP_MS`]: "last used" stays within a minute of true at a
     /// fraction of the writes when many keys are busy.
     written: HashMap<CompactKeyId, UnixMillis, RandomState>,
+    /// Last uses that are due but wait for a later flush (at most [`MAX_TOUCHES_PER_FLUSH`]
+    /// are written per flush), with the order in which they became due.
+    deferred: HashMap<CompactKeyId, Touch, RandomState>,
+    /// Counts deferrals, to write the longest-waiting first.
+    deferrals: u64,
+}
+
+/// A key's last use, due to be written.
+struct Touch {
+    org: OrgId,
+    key: KeyId,
+    at: UnixMillis,
+    since: u64,
 }
 
 /// How far a key's last use may run ahead of the stored `last_used_at` before it is written.
 const LAST_USED_STEP_MS: i64 = 30_000;
+
+/// Most `last_used_at` updates per flush. When thousands of keys come into use in the same
+/// second (a restart under load), writing all of their times in one flush would hold the
+/// database for a tenth of a second; the rest wait for the next flushes, longest-waiting
+/// first, and keys that became due together drift apart instead of coming due together
+/// every [`LAST_USED_STEP_MS`].
+const MAX_TOUCHES_PER_FLUSH: usize = 1_000;
+
+impl Pending {
+    /// Queues the last uses in `taken` that moved on far enough from the written ones.
+    fn mark_due(&mut self, taken: &HashMap<CompactKeyId, PerKey, RandomState>) {
+        if self.deferred.len() > MAX_PENDING {
+            self.deferred.clear();
+        }
+        for (compact, k) in taken {
+            let due = self
+                .written
+                .get(compact)
+                .is_none_or(|w| k.last_used - *w >= LAST_USED_STEP_MS);
+            if due {
+                let since = self.deferrals;
+                let touch = self.deferred.entry(*compact).or_insert_with(|| Touch {
+                    org: k.org.clone(),
+                    key: k.key.clone(),
+                    at: k.last_used,
+                    since,
+                });
+                touch.at = touch.at.max(k.last_used);
+                self.deferrals += 1;
+            }
+        }
+    }
+
+    /// The due last uses this flush writes, longest-waiting first, marked as written.
+    fn take_touches(&mut self) -> Vec<(OrgId, KeyId, UnixMillis)> {
+        let mut due: Vec<(u64, CompactKeyId)> = self
+            .deferred
+            .iter()
+            .map(|(compact, touch)| (touch.since, *compact))
+            .collect();
+        if due.len() > MAX_TOUCHES_PER_FLUSH {
+            due.select_nth_unstable_by_key(MAX_TOUCHES_PER_FLUSH, |(since, _)| *since);
+            due.truncate(MAX_TOUCHES_PER_FLUSH);
+        }
+        due.into_iter()
+            .filter_map(|(_, compact)| {
+                let touch = self.deferred.remove(&compact)?;
+                self.written.insert(compact, touch.at);
+                Some((touch.org, touch.key, touch.at))
+            })
+            .collect()
+    }
+}
 
 /// Collects key uses; [`UsageRecorder::flush`] writes them.
 #[derive(Clone, Default)]
@@ -134,18 +200,8 @@ impl UsageRecorder {
                 if p.written.len() > MAX_PENDING {
                     p.written.clear();
                 }
-                let mut used: Vec<(OrgId, KeyId, UnixMillis)> = Vec::new();
-                for (compact, k) in &taken {
-                    let due = p
-                        .written
-                        .get(compact)
-                        .is_none_or(|w| k.last_used - *w >= LAST_USED_STEP_MS);
-                    if due {
-                        p.written.insert(*compact, k.last_used);
-                        used.push((k.org.clone(), k.key.clone(), k.last_used));
-                    }
-                }
-                (taken, used)
+                p.mark_due(&taken);
+                (taken, p.take_touches())
             }
             Err(_) => return,
         };
@@ -174,8 +230,16 @@ impl UsageRecorder {
         if let Err(e) = result {
             tracing::warn!(error = %e, keys = used.len(), "could not write usage counts; will retry");
             if let Ok(mut p) = self.pending.lock() {
-                for (_, key, _) in &used {
-                    p.written.remove(&CompactKeyId::from(key));
+                for (org, key, at) in used {
+                    let compact = CompactKeyId::from(&key);
+                    p.written.remove(&compact);
+                    // First in line next time.
+                    p.deferred.entry(compact).or_insert(Touch {
+                        org,
+                        key,
+                        at,
+                        since: 0,
+                    });
                 }
             }
             self.restore(taken);
@@ -295,4 +359,59 @@ pub fn spawn_pruner(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_uses_are_written_a_thousand_a_flush_longest_waiting_first() {
+        let recorder = UsageRecorder::default();
+        let (org, agent) = (OrgId::generate(), AgentId::generate());
+        let keys: Vec<KeyId> = (0..2_500).map(|_| KeyId::generate()).collect();
+        let record = |key: &KeyId, at| recorder.record(&org, &agent, key, at, Outcome::Success);
+        let flush = |p: &mut Pending| {
+            let taken = std::mem::take(&mut p.keys);
+            p.mark_due(&taken);
+            p.take_touches()
+        };
+        for key in &keys[..2_000] {
+            record(key, 1_000);
+        }
+        let first = flush(&mut recorder.pending.lock().unwrap());
+        assert_eq!(first.len(), MAX_TOUCHES_PER_FLUSH);
+        // 500 more keys come into use; the first key is used again, later.
+        for key in &keys[2_000..] {
+            record(key, 2_000);
+        }
+        record(&keys[0], 3_000);
+        let second = flush(&mut recorder.pending.lock().unwrap());
+        let third = flush(&mut recorder.pending.lock().unwrap());
+        let fourth = flush(&mut recorder.pending.lock().unwrap());
+        assert_eq!((second.len(), third.len(), fourth.len()), (1_000, 500, 0));
+        // The 1 000 left over from the first flush go before the newcomers.
+        let first_wave: std::collections::HashSet<&str> =
+            keys[..2_000].iter().map(KeyId::as_str).collect();
+        assert!(second
+            .iter()
+            .all(|(_, key, _)| first_wave.contains(key.as_str())));
+        // Every key is written exactly once, a deferred one with its latest use.
+        let mut written: Vec<&str> = first
+            .iter()
+            .chain(&second)
+            .chain(&third)
+            .map(|(_, key, _)| key.as_str())
+            .collect();
+        written.sort_unstable();
+        written.dedup();
+        assert_eq!(written.len(), 2_500);
+        let zero = first
+            .iter()
+            .chain(&second)
+            .find(|(_, key, _)| key == &keys[0]);
+        if let Some((_, _, at)) = zero {
+            assert!(*at == 1_000 || *at == 3_000);
+        }
+    }
 }
