@@ -227,40 +227,47 @@ pub fn rate_limit_headers(
     limit: RateLimit,
     now: UnixMillis,
 ) {
-    headers.insert(X_RATELIMIT_LIMIT.clone(), HeaderValue::from(d.limit));
-    headers.insert(
-        X_RATELIMIT_REMAINING.clone(),
-        HeaderValue::from(d.remaining),
-    );
-    headers.insert(X_RATELIMIT_RESET.clone(), HeaderValue::from(d.reset_at));
-    headers.insert(
-        RATELIMIT_POLICY.clone(),
-        structured(
-            &[b"\"default\";q=", b";w="],
-            [limit.limit, limit.window_seconds],
-        ),
-    );
-    headers.insert(
-        RATELIMIT.clone(),
-        structured(
-            &[b"\"default\";r=", b";t="],
-            [d.remaining, d.reset_in_secs(now)],
-        ),
-    );
-}
-
-/// `parts[0] n[0] parts[1] n[1]`: the two structured fields of SPEC §4, written without the
-/// formatting machinery (they are on every answer).
-fn structured(parts: &[&[u8]; 2], n: [u64; 2]) -> HeaderValue {
-    let mut text = Vec::with_capacity(48);
-    let mut digits = itoa::Buffer::new();
-    for (part, n) in parts.iter().zip(n) {
-        text.extend_from_slice(part);
-        text.extend_from_slice(digits.format(n).as_bytes());
+    // All five values are written into one buffer and handed out as slices of it: one
+    // allocation instead of one per header, on every answer.
+    let mut text = Vec::with_capacity(96);
+    let mut ends = [0usize; 5];
+    fn number(text: &mut Vec<u8>, n: impl itoa::Integer) {
+        text.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
-    // ASCII text and digits only: always a valid header value.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
-        .unwrap_or(HeaderValue::from_static("0"))
+    number(&mut text, d.limit);
+    ends[0] = text.len();
+    number(&mut text, d.remaining);
+    ends[1] = text.len();
+    number(&mut text, d.reset_at);
+    ends[2] = text.len();
+    text.extend_from_slice(b"\"default\";q=");
+    number(&mut text, limit.limit);
+    text.extend_from_slice(b";w=");
+    number(&mut text, limit.window_seconds);
+    ends[3] = text.len();
+    text.extend_from_slice(b"\"default\";r=");
+    number(&mut text, d.remaining);
+    text.extend_from_slice(b";t=");
+    number(&mut text, d.reset_in_secs(now));
+    ends[4] = text.len();
+    let text = bytes::Bytes::from(text);
+    let mut start = 0;
+    for (name, end) in [
+        &X_RATELIMIT_LIMIT,
+        &X_RATELIMIT_REMAINING,
+        &X_RATELIMIT_RESET,
+        &RATELIMIT_POLICY,
+        &RATELIMIT,
+    ]
+    .into_iter()
+    .zip(ends)
+    {
+        // Digits, quotes, letters, `;` and `=`: always a valid header value.
+        let value = HeaderValue::from_maybe_shared(text.slice(start..end))
+            .unwrap_or(HeaderValue::from_static("0"));
+        headers.insert(name.clone(), value);
+        start = end;
+    }
 }
 
 /// A capability a handler needs; `None` for endpoints any valid key may call.
