@@ -220,13 +220,27 @@ impl UsageRecorder {
                 })
             })
             .collect();
+        let started = std::time::Instant::now();
         let result = async {
             let mut tx = store.begin().await?;
             usage::add(&mut tx, &increments).await?;
+            let added = started.elapsed();
             keys::touch_last_used(&mut tx, &used).await?;
-            keyward_store::commit(tx).await
+            let touched = started.elapsed();
+            keyward_store::commit(tx).await?;
+            Ok::<_, keyward_store::StoreError>((added, touched))
         }
         .await;
+        if let Ok((added, touched)) = result {
+            tracing::debug!(
+                rows = increments.len(),
+                last_used = used.len(),
+                add_ms = added.as_secs_f64() * 1e3,
+                touch_ms = (touched - added).as_secs_f64() * 1e3,
+                commit_ms = (started.elapsed() - touched).as_secs_f64() * 1e3,
+                "usage flushed"
+            );
+        }
         if let Err(e) = result {
             tracing::warn!(error = %e, keys = used.len(), "could not write usage counts; will retry");
             if let Ok(mut p) = self.pending.lock() {

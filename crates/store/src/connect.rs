@@ -77,6 +77,8 @@ impl Store {
                         "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;",
                     )
                     .await?;
+                    // The connection's thread exists now.
+                    crate::priority::lower_sqlite_threads();
                     Ok(())
                 })
             })

@@ -21,6 +21,7 @@ pub mod members;
 mod migrate;
 pub mod orgs;
 pub mod page;
+mod priority;
 pub mod sessions;
 pub mod teams;
 pub mod usage;
