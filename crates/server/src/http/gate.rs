@@ -75,7 +75,9 @@ pub async fn gate(state: AppState, mut req: Request, app: Router) -> Response {
     {
         Ok(response) => response,
         Err(panic) => {
-            tracing::error!(request_id = %id.as_str(), panic = panic_message(&*panic), "a request panicked");
+            // A panic's message is ours, but may quote a value a client sent: keys are masked.
+            let message = keyward_core::key::redact_keys(panic_message(&*panic));
+            tracing::error!(request_id = %id.as_str(), panic = %message, "a request panicked");
             ApiError::internal().into_response()
         }
     };
