@@ -60,11 +60,14 @@ struct PerKey {
     last_used: UnixMillis,
 }
 
+/// What each key did since the last flush.
+type PerKeys = HashMap<CompactKeyId, PerKey, RandomState>;
+
 /// Keyed by the key alone, held inline, so that recording a request of a key already seen
 /// allocates nothing and compares the id in place.
 #[derive(Default)]
 struct Pending {
-    keys: HashMap<CompactKeyId, PerKey, RandomState>,
+    keys: PerKeys,
     /// The `last_used_at` last written per key. A key's time is written again only once it
     /// moved on by [`LAST_USED_STEP_MS`]: "last used" stays within a minute of true at a
     /// fraction of the writes when many keys are busy.
@@ -95,8 +98,18 @@ const LAST_USED_STEP_MS: i64 = 30_000;
 const MAX_TOUCHES_PER_FLUSH: usize = 1_000;
 
 impl Pending {
+    /// What one flush writes: the counts gathered so far and the last uses due now.
+    fn take_batch(&mut self) -> (PerKeys, Vec<(OrgId, KeyId, UnixMillis)>) {
+        let taken = std::mem::take(&mut self.keys);
+        if self.written.len() > MAX_PENDING {
+            self.written.clear();
+        }
+        self.mark_due(&taken);
+        (taken, self.take_touches())
+    }
+
     /// Queues the last uses in `taken` that moved on far enough from the written ones.
-    fn mark_due(&mut self, taken: &HashMap<CompactKeyId, PerKey, RandomState>) {
+    fn mark_due(&mut self, taken: &PerKeys) {
         if self.deferred.len() > MAX_PENDING {
             self.deferred.clear();
         }
@@ -193,19 +206,11 @@ impl UsageRecorder {
     /// Writes everything gathered so far in one transaction; on failure keeps it for the
     /// next attempt.
     pub async fn flush(&self, store: &Store) {
-        let (taken, used) = match self.pending.lock() {
-            Ok(mut guard) => {
-                let p = &mut *guard;
-                let taken = std::mem::take(&mut p.keys);
-                if p.written.len() > MAX_PENDING {
-                    p.written.clear();
-                }
-                p.mark_due(&taken);
-                (taken, p.take_touches())
-            }
-            Err(_) => return,
+        let Some((taken, used)) = self.pending.lock().ok().map(|mut p| p.take_batch()) else {
+            return;
         };
-        if taken.is_empty() {
+        // Last uses deferred by earlier flushes are written even in a second without traffic.
+        if taken.is_empty() && used.is_empty() {
             return;
         }
         let increments: Vec<Increment> = taken
@@ -231,37 +236,39 @@ impl UsageRecorder {
             Ok::<_, keyward_store::StoreError>((added, touched))
         }
         .await;
-        if let Ok((added, touched)) = result {
-            tracing::debug!(
-                rows = increments.len(),
-                last_used = used.len(),
-                add_ms = added.as_secs_f64() * 1e3,
-                touch_ms = (touched - added).as_secs_f64() * 1e3,
-                commit_ms = (started.elapsed() - touched).as_secs_f64() * 1e3,
-                "usage flushed"
-            );
-        }
-        if let Err(e) = result {
-            tracing::warn!(error = %e, keys = used.len(), "could not write usage counts; will retry");
-            if let Ok(mut p) = self.pending.lock() {
-                for (org, key, at) in used {
-                    let compact = CompactKeyId::from(&key);
-                    p.written.remove(&compact);
-                    // First in line next time.
-                    p.deferred.entry(compact).or_insert(Touch {
-                        org,
-                        key,
-                        at,
-                        since: 0,
-                    });
-                }
+        let e = match result {
+            Ok((added, touched)) => {
+                tracing::debug!(
+                    rows = increments.len(),
+                    last_used = used.len(),
+                    add_ms = added.as_secs_f64() * 1e3,
+                    touch_ms = (touched - added).as_secs_f64() * 1e3,
+                    commit_ms = (started.elapsed() - touched).as_secs_f64() * 1e3,
+                    "usage flushed"
+                );
+                return;
             }
-            self.restore(taken);
+            Err(e) => e,
+        };
+        tracing::warn!(error = %e, keys = used.len(), "could not write usage counts; will retry");
+        if let Ok(mut p) = self.pending.lock() {
+            for (org, key, at) in used {
+                let compact = CompactKeyId::from(&key);
+                p.written.remove(&compact);
+                // First in line next time.
+                p.deferred.entry(compact).or_insert(Touch {
+                    org,
+                    key,
+                    at,
+                    since: 0,
+                });
+            }
         }
+        self.restore(taken);
     }
 
     /// Puts counts that could not be written back, merged with anything recorded since.
-    fn restore(&self, taken: HashMap<CompactKeyId, PerKey, RandomState>) {
+    fn restore(&self, taken: PerKeys) {
         let Ok(mut p) = self.pending.lock() else {
             return;
         };
@@ -385,11 +392,7 @@ mod tests {
         let (org, agent) = (OrgId::generate(), AgentId::generate());
         let keys: Vec<KeyId> = (0..2_500).map(|_| KeyId::generate()).collect();
         let record = |key: &KeyId, at| recorder.record(&org, &agent, key, at, Outcome::Success);
-        let flush = |p: &mut Pending| {
-            let taken = std::mem::take(&mut p.keys);
-            p.mark_due(&taken);
-            p.take_touches()
-        };
+        let flush = |p: &mut Pending| p.take_batch().1;
         for key in &keys[..2_000] {
             record(key, 1_000);
         }
@@ -401,7 +404,9 @@ mod tests {
         }
         record(&keys[0], 3_000);
         let second = flush(&mut recorder.pending.lock().unwrap());
-        let third = flush(&mut recorder.pending.lock().unwrap());
+        // A second without traffic still writes what waits.
+        let (nothing_new, third) = recorder.pending.lock().unwrap().take_batch();
+        assert!(nothing_new.is_empty());
         let fourth = flush(&mut recorder.pending.lock().unwrap());
         assert_eq!((second.len(), third.len(), fourth.len()), (1_000, 500, 0));
         // The 1 000 left over from the first flush go before the newcomers.
