@@ -1,9 +1,20 @@
-//! Many rows in few statements, on SQLite.
+//! Many rows in few statements.
 //!
 //! A flush of usage counts writes thousands of rows a second. PostgreSQL takes them as one
-//! JSON array unpacked by `jsonb_array_elements`; on SQLite, unpacking JSON cost three times
-//! what the upsert itself does (each row's fields are parsed again from text), so SQLite gets
-//! multi-row `VALUES` with bound parameters instead.
+//! JSON array per statement, unpacked by `jsonb_array_elements` ([`json`]); on SQLite,
+//! unpacking JSON cost three times what the upsert itself does (each row's fields are parsed
+//! again from text), so SQLite gets multi-row `VALUES` with bound parameters instead
+//! ([`pieces`], [`values`]).
+
+use crate::StoreError;
+
+/// Rows per statement on PostgreSQL, sent as one JSON parameter.
+pub(crate) const JSON_ROWS: usize = 5_000;
+
+/// `rows` as one JSON array (of arrays), the parameter of a PostgreSQL batch statement.
+pub(crate) fn json<T: serde::Serialize>(rows: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))
+}
 
 /// Rows per statement: a batch is cut into pieces of these sizes, largest first, so that only
 /// these few statement texts are ever prepared and they stay in the connection's statement

@@ -434,14 +434,15 @@ pub async fn touch_last_used(
     }
     let sql =
         update("SELECT r->>0, r->>1, (r->>2)::BIGINT FROM jsonb_array_elements($1::jsonb) AS r");
-    for chunk in entries.chunks(5_000) {
+    for chunk in entries.chunks(crate::batch::JSON_ROWS) {
         let rows: Vec<(&str, &str, UnixMillis)> = chunk
             .iter()
             .map(|(org, id, at)| (id.as_str(), org.as_str(), *at))
             .collect();
-        let json = serde_json::to_string(&rows)
-            .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
-        sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
+        sqlx::query(&sql)
+            .bind(crate::batch::json(&rows)?)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

@@ -74,11 +74,6 @@ pub struct Increment {
     pub counts: Counts,
 }
 
-/// Rows per statement on PostgreSQL. Each statement carries its rows as one JSON parameter, so
-/// a flush of many keys costs a few statements and a few bound values, whatever the number of
-/// rows. (SQLite takes them as bound `VALUES`, see `crate::batch`.)
-const ROWS_PER_STATEMENT: usize = 5_000;
-
 /// Where the hourly and daily rows end: minutes before this are counted in them.
 pub async fn rolled_until(conn: &mut Conn) -> Result<UnixMillis, StoreError> {
     Ok(
@@ -168,7 +163,7 @@ async fn upsert(
         table = g.table(),
         on_conflict = add_on_conflict(g.table()),
     );
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in rows.chunks(crate::batch::JSON_ROWS) {
         let json: Vec<_> = chunk
             .iter()
             .map(|((key, bucket), (org, agent, c))| {
@@ -185,8 +180,7 @@ async fn upsert(
                 )
             })
             .collect();
-        let json = serde_json::to_string(&json)
-            .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+        let json = crate::batch::json(&json)?;
         sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
     }
     Ok(())
