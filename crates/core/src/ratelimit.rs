@@ -420,7 +420,7 @@ impl SubBuckets {
     }
 
     /// Non-empty buckets, oldest first.
-    fn nonzero(&self) -> impl DoubleEndedIterator<Item = (i64, u64)> + '_ {
+    fn nonzero(&self) -> impl Iterator<Item = (i64, u64)> + '_ {
         slots(self.head - SUB_BUCKETS as i64, self.head)
             .map(|(k, s)| (k, self.counts[s]))
             .filter(|&(_, n)| n > 0)
@@ -476,7 +476,7 @@ fn slot(k: i64) -> usize {
 
 /// Buckets `from..=to` (at most [`RING`] of them) with their slots, oldest first; one
 /// division for the first slot, then the ring is walked.
-fn slots(from: i64, to: i64) -> impl DoubleEndedIterator<Item = (i64, usize)> {
+fn slots(from: i64, to: i64) -> impl Iterator<Item = (i64, usize)> {
     let n = (to - from + 1).clamp(0, RING as i64) as usize;
     let first = slot(from);
     (0..n).map(move |i| {
