@@ -373,7 +373,7 @@ def report(r):
               f"{x['cpu_us_per_req']:.2f} | {x['cpu_us_per_req'] / h['cpu_us_per_req']:.2f} |")
     for name, key in [("keyward", "fixed_rate"), ("hello-world", "fixed_rate_hello")]:
         f = r[key]
-        print(f"\nfixed rate {f['rate']:.0f} req/s, {name}: p50 {f['p50_us']:.0f} µs, p99 {f['p99_us']:.0f} µs, p999 {f['p999_us']:.0f} µs, max {f['max_us']:.0f} µs")
+        print(f"\nfixed rate {f['rate']:.0f} req/s, {name}: p50 {f['p50_us']:.0f} µs, p99 {f['p99_us']:.0f} µs, p999 {f['p999_us']:.0f} µs, max {f['max_us']:.0f} µs, late sends {f.get('late_sends', 0):.0f}")
     v = r["revocation"]
     print(f"cross-process revocation ({v['trials']} trials): min {v['min_ms']:.1f} ms, p50 {v['p50_ms']:.1f}, "
           f"p90 {v['p90_ms']:.1f}, p99 {v['p99_ms']:.1f}, max {v['max_ms']:.1f}; same-node misses: {v['same_node_misses']}")
