@@ -63,10 +63,90 @@ struct PerKey {
 /// What each key did since the last flush.
 type PerKeys = HashMap<CompactKeyId, PerKey, RandomState>;
 
+/// One key's counts since the last flush, held by the cached key itself
+/// ([`crate::service::Principal::usage`]). Counting a request then touches memory the
+/// request has just read, instead of a shared map whose entries for thousands of keys do not
+/// stay in the processor's cache; the recorder only hears of a cell on its first request
+/// after a flush.
+pub struct UsageCell {
+    org: OrgId,
+    agent: AgentId,
+    key: KeyId,
+    counting: Mutex<Counting>,
+}
+
+#[derive(Default)]
+struct Counting {
+    /// In the recorder's list of cells to drain at the next flush.
+    queued: bool,
+    /// The counts of the latest minute seen (held inline: almost every request adds here).
+    current: Option<(UnixMillis, Counts)>,
+    /// Other minutes since the last flush: the one before, across a minute's end.
+    earlier: Vec<(UnixMillis, Counts)>,
+    last_used: UnixMillis,
+}
+
+impl UsageCell {
+    pub fn new(org: OrgId, agent: AgentId, key: KeyId) -> Self {
+        Self {
+            org,
+            agent,
+            key,
+            counting: Mutex::new(Counting::default()),
+        }
+    }
+
+    /// Moves the counts into `into`, leaving the cell empty and no longer queued.
+    fn drain_into(&self, into: &mut PerKeys) {
+        let (minutes, last_used) = {
+            let Ok(mut c) = self.counting.lock() else {
+                return;
+            };
+            c.queued = false;
+            let mut minutes = std::mem::take(&mut c.earlier);
+            minutes.extend(c.current.take());
+            (minutes, c.last_used)
+        };
+        if minutes.is_empty() {
+            return;
+        }
+        let k = into
+            .entry(CompactKeyId::from(&self.key))
+            .or_insert_with(|| PerKey {
+                key: self.key.clone(),
+                org: self.org.clone(),
+                agent: self.agent.clone(),
+                minutes: Vec::new(),
+                last_used,
+            });
+        k.last_used = k.last_used.max(last_used);
+        for (minute, counts) in minutes {
+            add_minute(&mut k.minutes, minute, &counts);
+        }
+    }
+}
+
+impl std::fmt::Debug for UsageCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageCell").field("key", &self.key).finish()
+    }
+}
+
+/// Adds `counts` to `minute`'s entry in `minutes`.
+fn add_minute(minutes: &mut Vec<(UnixMillis, Counts)>, minute: UnixMillis, counts: &Counts) {
+    match minutes.iter_mut().find(|(m, _)| *m == minute) {
+        Some((_, c)) => c.add(counts),
+        None => minutes.push((minute, *counts)),
+    }
+}
+
 /// Keyed by the key alone, held inline, so that recording a request of a key already seen
 /// allocates nothing and compares the id in place.
 #[derive(Default)]
 struct Pending {
+    /// Cells counted since the last flush.
+    queued: Vec<Arc<UsageCell>>,
+    /// Counts taken from the cells but not written yet (a failed flush puts its batch here).
     keys: PerKeys,
     /// The `last_used_at` last written per key. A key's time is written again only once it
     /// moved on by [`LAST_USED_STEP_MS`]: "last used" stays within a minute of true at a
@@ -164,48 +244,59 @@ pub struct UsageRecorder {
 const MAX_PENDING: usize = 1_000_000;
 
 impl UsageRecorder {
-    /// Counts one request of an authenticated key that reached the rate limiter.
-    pub fn record(
-        &self,
-        org: &OrgId,
-        agent: &AgentId,
-        key: &KeyId,
-        at: UnixMillis,
-        outcome: Outcome,
-    ) {
-        let Ok(mut guard) = self.pending.lock() else {
-            return;
-        };
-        let p = &mut *guard;
+    /// Counts one request of an authenticated key that reached the rate limiter, in the
+    /// key's own cell.
+    pub fn record(&self, cell: &Arc<UsageCell>, at: UnixMillis, outcome: Outcome) {
         let minute = Granularity::Minute.floor(at);
         let counts = outcome.counts();
-        let room = p.keys.len() < MAX_PENDING;
-        let compact = CompactKeyId::from(key);
-        match p.keys.get_mut(&compact) {
-            Some(k) => {
-                k.last_used = k.last_used.max(at);
-                match k.minutes.iter_mut().find(|(m, _)| *m == minute) {
-                    Some((_, c)) => c.add(&counts),
-                    None => k.minutes.push((minute, counts)),
+        let newly_counted = {
+            let Ok(mut c) = cell.counting.lock() else {
+                return;
+            };
+            c.last_used = c.last_used.max(at);
+            match &mut c.current {
+                Some((m, current)) if *m == minute => current.add(&counts),
+                current => {
+                    if let Some((m, earlier)) = current.replace((minute, counts)) {
+                        add_minute(&mut c.earlier, m, &earlier);
+                    }
                 }
             }
-            None if room => {
-                let per_key = PerKey {
-                    key: key.clone(),
-                    org: org.clone(),
-                    agent: agent.clone(),
-                    minutes: vec![(minute, counts)],
-                    last_used: at,
-                };
-                p.keys.insert(compact, per_key);
+            !std::mem::replace(&mut c.queued, true)
+        };
+        // Once per key between flushes; the cell's lock is released first, so the recorder's
+        // lock is never taken inside a cell's (the flush takes them the other way round).
+        if newly_counted {
+            if let Ok(mut p) = self.pending.lock() {
+                p.queued.push(cell.clone());
             }
-            None => {}
         }
+    }
+
+    /// Moves the counts of every queued cell into the batch the next flush takes.
+    fn drain_cells(&self) {
+        let Some(cells) = self
+            .pending
+            .lock()
+            .ok()
+            .map(|mut p| std::mem::take(&mut p.queued))
+        else {
+            return;
+        };
+        if cells.is_empty() {
+            return;
+        }
+        let mut drained = PerKeys::with_capacity_and_hasher(cells.len(), RandomState::default());
+        for cell in &cells {
+            cell.drain_into(&mut drained);
+        }
+        self.restore(drained);
     }
 
     /// Writes everything gathered so far in one transaction; on failure keeps it for the
     /// next attempt.
     pub async fn flush(&self, store: &Store) {
+        self.drain_cells();
         let Some((taken, used)) = self.pending.lock().ok().map(|mut p| p.take_batch()) else {
             return;
         };
@@ -267,25 +358,29 @@ impl UsageRecorder {
         self.restore(taken);
     }
 
-    /// Puts counts that could not be written back, merged with anything recorded since.
+    /// Puts counts into the batch the next flush takes, merged with what is there: counts
+    /// drained from the cells, or a batch that could not be written.
     fn restore(&self, taken: PerKeys) {
         let Ok(mut p) = self.pending.lock() else {
             return;
         };
+        if p.keys.is_empty() {
+            p.keys = taken;
+            return;
+        }
         for (key, old) in taken {
+            let room = p.keys.len() < MAX_PENDING;
             match p.keys.get_mut(&key) {
                 Some(k) => {
                     k.last_used = k.last_used.max(old.last_used);
                     for (minute, counts) in old.minutes {
-                        match k.minutes.iter_mut().find(|(m, _)| *m == minute) {
-                            Some((_, c)) => c.add(&counts),
-                            None => k.minutes.push((minute, counts)),
-                        }
+                        add_minute(&mut k.minutes, minute, &counts);
                     }
                 }
-                None => {
+                None if room => {
                     p.keys.insert(key, old);
                 }
+                None => {}
             }
         }
     }
@@ -387,11 +482,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cells_are_counted_across_minutes_reloads_and_flushes() {
+        let recorder = UsageRecorder::default();
+        let (org, agent, key) = (OrgId::generate(), AgentId::generate(), KeyId::generate());
+        // The same key loaded twice (a reload after an invalidation): two cells, one key.
+        let first = Arc::new(UsageCell::new(org.clone(), agent.clone(), key.clone()));
+        let second = Arc::new(UsageCell::new(org, agent, key.clone()));
+        recorder.record(&first, 59_000, Outcome::Success);
+        recorder.record(&first, 60_500, Outcome::RateLimited);
+        recorder.record(&second, 60_900, Outcome::ServerError);
+        // Each cell is queued once, however many requests it counted.
+        assert_eq!(recorder.pending.lock().unwrap().queued.len(), 2);
+        recorder.drain_cells();
+        // Counted again after the drain: queued again, for the next flush.
+        recorder.record(&first, 61_000, Outcome::Success);
+        assert_eq!(recorder.pending.lock().unwrap().queued.len(), 1);
+        recorder.drain_cells();
+        let (taken, used) = recorder.pending.lock().unwrap().take_batch();
+        let k = &taken[&CompactKeyId::from(&key)];
+        let mut minutes = k.minutes.clone();
+        minutes.sort_by_key(|(m, _)| *m);
+        let requests: Vec<(UnixMillis, i64, i64)> = minutes
+            .iter()
+            .map(|(m, c)| (*m, c.requests, c.success))
+            .collect();
+        assert_eq!(requests, [(0, 1, 1), (60_000, 3, 1)]);
+        assert_eq!(minutes[1].1.rate_limited, 1);
+        assert_eq!(minutes[1].1.server_errors, 1);
+        assert_eq!(k.last_used, 61_000);
+        assert_eq!(used.len(), 1);
+    }
+
+    #[test]
     fn last_uses_are_written_a_thousand_a_flush_longest_waiting_first() {
         let recorder = UsageRecorder::default();
         let (org, agent) = (OrgId::generate(), AgentId::generate());
         let keys: Vec<KeyId> = (0..2_500).map(|_| KeyId::generate()).collect();
-        let record = |key: &KeyId, at| recorder.record(&org, &agent, key, at, Outcome::Success);
+        let cells: HashMap<&KeyId, Arc<UsageCell>> = keys
+            .iter()
+            .map(|key| {
+                let cell = UsageCell::new(org.clone(), agent.clone(), key.clone());
+                (key, Arc::new(cell))
+            })
+            .collect();
+        let record = |key: &KeyId, at| {
+            recorder.record(&cells[key], at, Outcome::Success);
+            recorder.drain_cells();
+        };
         let flush = |p: &mut Pending| p.take_batch().1;
         for key in &keys[..2_000] {
             record(key, 1_000);

@@ -411,15 +411,35 @@ impl WhoamiTemplate {
         if status != self.status {
             return None;
         }
-        let used = rfc3339(now);
-        let mut body = Vec::with_capacity(self.head.len() + used.len() + 2 + self.tail.len());
+        // `"2026-11-22T07:58:24.331Z"`: 26 bytes.
+        let mut body = Vec::with_capacity(self.head.len() + 26 + self.tail.len());
         body.extend_from_slice(&self.head);
         body.push(b'"');
-        body.extend_from_slice(used.as_bytes());
+        with_rfc3339(now, |used| body.extend_from_slice(used.as_bytes()));
         body.push(b'"');
         body.extend_from_slice(&self.tail);
         Some(body)
     }
+}
+
+/// Calls `f` with [`rfc3339`] of `ms`. The text of the last millisecond asked for is kept per
+/// thread: under load many answers fall in the same millisecond, and formatting a time costs
+/// more than the rest of a `whoami` body.
+fn with_rfc3339<R>(ms: UnixMillis, f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static LAST: std::cell::RefCell<(UnixMillis, String)> =
+            const { std::cell::RefCell::new((UnixMillis::MIN, String::new())) };
+    }
+    LAST.with(|last| match last.try_borrow_mut() {
+        Ok(mut last) => {
+            if last.0 != ms {
+                *last = (ms, rfc3339(ms));
+            }
+            f(&last.1)
+        }
+        // Only if `f` itself asked again; never on this path, but no reason to panic.
+        Err(_) => f(&rfc3339(ms)),
+    })
 }
 
 #[derive(Serialize, Debug, ToSchema)]
@@ -704,11 +724,13 @@ mod tests {
     use keyward_store::keys::ActorRef;
 
     fn principal(name: &str, expires_at: Option<UnixMillis>) -> Principal {
+        let (id, org, agent) = (KeyId::generate(), OrgId::generate(), AgentId::generate());
+        let usage = crate::recorder::UsageCell::new(org.clone(), agent.clone(), id.clone());
         Principal {
             key: KeyRecord {
-                id: KeyId::generate(),
-                org: OrgId::generate(),
-                agent: AgentId::generate(),
+                id,
+                org,
+                agent,
                 name: name.to_string(),
                 hint: "kw_ab…yz".to_string(),
                 hash: KeyHash::from_digest(&[7; 32]),
@@ -745,6 +767,7 @@ mod tests {
                 max_keys: None,
             },
             whoami: std::sync::OnceLock::new(),
+            usage: std::sync::Arc::new(usage),
         }
     }
 

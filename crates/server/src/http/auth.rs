@@ -116,6 +116,13 @@ pub struct Admission {
     now: UnixMillis,
 }
 
+impl Admission {
+    /// When the request was admitted: the time its answer is given as of.
+    pub fn now(&self) -> UnixMillis {
+        self.now
+    }
+}
+
 /// Checks the request's credential and key and puts the key before the rate limiter, or
 /// answers with the §3 refusal. Only the key's SHA-256 leaves this function: the secret is
 /// neither copied nor kept.
@@ -175,10 +182,7 @@ where
     };
     rate_limit_headers(response.headers_mut(), &decision, limit, now);
     let outcome = Outcome::of_status(response.status().as_u16());
-    let key = &principal.key;
-    state
-        .recorder
-        .record(&key.org, &key.agent, &key.id, now, outcome);
+    state.recorder.record(&principal.usage, now, outcome);
     response
 }
 
@@ -227,47 +231,61 @@ pub fn rate_limit_headers(
     limit: RateLimit,
     now: UnixMillis,
 ) {
-    // All five values are written into one buffer and handed out as slices of it: one
-    // allocation instead of one per header, on every answer.
-    let mut text = Vec::with_capacity(96);
-    let mut ends = [0usize; 5];
+    let (limit_value, policy_value) = limit_values(d.limit, limit);
+    // The three values that change per request are written into one buffer and handed out
+    // as slices of it: one allocation instead of one per header, on every answer.
+    let mut text = Vec::with_capacity(64);
     fn number(text: &mut Vec<u8>, n: impl itoa::Integer) {
         text.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
-    number(&mut text, d.limit);
-    ends[0] = text.len();
     number(&mut text, d.remaining);
-    ends[1] = text.len();
+    let remaining_end = text.len();
     number(&mut text, d.reset_at);
-    ends[2] = text.len();
-    text.extend_from_slice(b"\"default\";q=");
-    number(&mut text, limit.limit);
-    text.extend_from_slice(b";w=");
-    number(&mut text, limit.window_seconds);
-    ends[3] = text.len();
+    let reset_end = text.len();
     text.extend_from_slice(b"\"default\";r=");
     number(&mut text, d.remaining);
     text.extend_from_slice(b";t=");
     number(&mut text, d.reset_in_secs(now));
-    ends[4] = text.len();
     let text = bytes::Bytes::from(text);
-    let mut start = 0;
-    for (name, end) in [
-        &X_RATELIMIT_LIMIT,
-        &X_RATELIMIT_REMAINING,
-        &X_RATELIMIT_RESET,
-        &RATELIMIT_POLICY,
-        &RATELIMIT,
-    ]
-    .into_iter()
-    .zip(ends)
-    {
-        // Digits, quotes, letters, `;` and `=`: always a valid header value.
-        let value = HeaderValue::from_maybe_shared(text.slice(start..end))
-            .unwrap_or(HeaderValue::from_static("0"));
-        headers.insert(name.clone(), value);
-        start = end;
+    // Digits, quotes, letters, `;` and `=`: always a valid header value.
+    let value = |range: std::ops::Range<usize>| {
+        HeaderValue::from_maybe_shared(text.slice(range)).unwrap_or(HeaderValue::from_static("0"))
+    };
+    headers.insert(X_RATELIMIT_LIMIT.clone(), limit_value);
+    headers.insert(X_RATELIMIT_REMAINING.clone(), value(0..remaining_end));
+    headers.insert(X_RATELIMIT_RESET.clone(), value(remaining_end..reset_end));
+    headers.insert(RATELIMIT_POLICY.clone(), policy_value);
+    headers.insert(RATELIMIT.clone(), value(reset_end..text.len()));
+}
+
+/// The values of `X-RateLimit-Limit` and `RateLimit-Policy`, which depend on the limit alone.
+/// Almost every key shares its plan's limit, so the last pair made is kept per thread and a
+/// request usually takes two reference counts instead of formatting and checking both.
+fn limit_values(shown: u64, limit: RateLimit) -> (HeaderValue, HeaderValue) {
+    type Made = Option<((u64, RateLimit), (HeaderValue, HeaderValue))>;
+    thread_local! {
+        static LAST: std::cell::RefCell<Made> = const { std::cell::RefCell::new(None) };
     }
+    let make = || {
+        let limit_value = HeaderValue::from(shown);
+        let policy = format!("\"default\";q={};w={}", limit.limit, limit.window_seconds);
+        let policy_value =
+            HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("\"default\""));
+        (limit_value, policy_value)
+    };
+    LAST.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return make();
+        };
+        match &*last {
+            Some((made_for, values)) if *made_for == (shown, limit) => values.clone(),
+            _ => {
+                let values = make();
+                *last = Some(((shown, limit), values.clone()));
+                values
+            }
+        }
+    })
 }
 
 /// A capability a handler needs; `None` for endpoints any valid key may call.

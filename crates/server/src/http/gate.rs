@@ -99,8 +99,9 @@ async fn whoami(state: &AppState, req: Request) -> Response {
         Ok(admission) => admission,
         Err(refusal) => return refusal,
     };
+    let now = admission.now();
     auth::answer(state, admission, |principal| async move {
-        v1::whoami::answer(state, &principal)
+        v1::whoami::answer(&principal, now)
     })
     .await
 }

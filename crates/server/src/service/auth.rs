@@ -51,6 +51,8 @@ pub struct Principal {
     pub plan: Plan,
     /// The key's `whoami` answer, rendered on its first `whoami` while cached.
     pub whoami: std::sync::OnceLock<Option<crate::views::WhoamiTemplate>>,
+    /// The key's usage since the last flush (see [`crate::recorder::UsageCell`]).
+    pub usage: Arc<crate::recorder::UsageCell>,
 }
 
 impl Principal {
@@ -177,7 +179,13 @@ impl Service {
                 }
             }
         };
+        let usage = crate::recorder::UsageCell::new(
+            found.key.org.clone(),
+            found.key.agent.clone(),
+            found.key.id.clone(),
+        );
         Ok(Some(Principal {
+            usage: Arc::new(usage),
             key: found.key,
             agent_name: found.agent_name,
             capabilities: found.agent_capabilities,

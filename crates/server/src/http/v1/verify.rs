@@ -140,13 +140,9 @@ pub async fn verify(
     } else {
         ("valid", None, Outcome::Success)
     };
-    state.recorder.record(
-        &principal.key.org,
-        &principal.key.agent,
-        &principal.key.id,
-        state.service.now(),
-        outcome,
-    );
+    state
+        .recorder
+        .record(&principal.usage, state.service.now(), outcome);
     Ok(Json(VerifyView {
         valid: code == "valid",
         code,

@@ -6,6 +6,7 @@ use axum::Json;
 
 use crate::http::auth::{AnyKey, Auth};
 use crate::http::AppState;
+use keyward_core::UnixMillis;
 use crate::service::Principal;
 use crate::views::{WhoamiTemplate, WhoamiView};
 
@@ -20,12 +21,12 @@ use crate::views::{WhoamiTemplate, WhoamiView};
     security(("bearer" = []), ("api_key" = []))
 )]
 pub async fn whoami(State(state): State<AppState>, auth: Auth<AnyKey>) -> Response {
-    answer(&state, &auth.principal)
+    answer(&auth.principal, state.service.now())
 }
 
-/// The answer for an authenticated key (the gate calls this for `GET /v1/whoami` directly).
-pub fn answer(state: &AppState, p: &Principal) -> Response {
-    let now = state.service.now();
+/// The answer for an authenticated key as of `now` (the gate calls this for `GET /v1/whoami`
+/// directly, with the time the request was admitted at).
+pub fn answer(p: &Principal, now: UnixMillis) -> Response {
     let template = p.whoami.get_or_init(|| WhoamiTemplate::new(p, now));
     match template.as_ref().and_then(|t| t.body(p, now)) {
         Some(body) => {
