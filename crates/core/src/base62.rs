@@ -11,15 +11,21 @@ pub fn is_base62(b: u8) -> bool {
 /// Writes `value` as a big-endian base62 number, left-padded with `0` to `width` characters.
 ///
 /// `width` must be large enough for the value (6 characters hold any `u32`).
-pub fn encode_padded(mut value: u64, width: usize) -> String {
+pub fn encode_padded(value: u64, width: usize) -> String {
     let mut digits = vec![b'0'; width];
+    encode_padded_into(value, &mut digits);
+    // Every byte comes from ALPHABET, so this is ASCII.
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+/// [`encode_padded`] into `digits` (its length is the width): no allocation, for checks on
+/// every request.
+pub fn encode_padded_into(mut value: u64, digits: &mut [u8]) {
     for slot in digits.iter_mut().rev() {
         *slot = ALPHABET[(value % 62) as usize];
         value /= 62;
     }
-    debug_assert_eq!(value, 0, "value does not fit in {width} base62 digits");
-    // Every byte comes from ALPHABET, so this is ASCII.
-    String::from_utf8(digits).unwrap_or_default()
+    debug_assert_eq!(value, 0, "value does not fit in {} base62 digits", digits.len());
 }
 
 /// Appends `len` characters drawn uniformly from the alphabet by `rng`.

@@ -153,7 +153,9 @@ pub fn check_format(prefix: &KeyPrefix, presented: &str) -> Result<(), Malformed
         return Err(MalformedKey::BadCharacter);
     }
     let (signed, sum) = bytes.split_at(head_len + RANDOM_LEN);
-    if checksum(signed).as_bytes() != sum {
+    let mut expected = [0u8; CHECKSUM_LEN];
+    base62::encode_padded_into(u64::from(crc32fast::hash(signed)), &mut expected);
+    if expected != sum {
         return Err(MalformedKey::BadChecksum);
     }
     Ok(())

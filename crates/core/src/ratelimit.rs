@@ -312,12 +312,17 @@ impl SlidingLog {
 
 /// The approximate mode: counts of admitted requests per bucket of `width` ms, bucket `k`
 /// covering `[k·width, (k+1)·width)`, for the newest [`RING`] buckets.
+///
+/// Laid out in declaration order from a cache line's start: the fields every check reads
+/// come first, in one line, so a check of a key whose state is not in the processor's cache
+/// waits for that line and the bucket lines it touches, not for a line at each end of the
+/// ring.
 #[derive(Clone, Debug)]
+#[repr(C, align(64))]
 struct SubBuckets {
     width: i64,
     /// Index of the newest bucket; the ring holds `head − 64 ..= head`.
     head: i64,
-    counts: [u64; RING],
     /// The sum of `counts`, kept up to date so that a check under steady load reads a few
     /// buckets instead of summing all 65.
     total: u64,
@@ -325,6 +330,7 @@ struct SubBuckets {
     /// from this word instead of by reading the ring (9 cache lines) on every check.
     /// (Two words rather than a `u128`, whose 16-byte alignment would pad the struct.)
     nonzero: [u64; 2],
+    counts: [u64; RING],
 }
 
 impl SubBuckets {

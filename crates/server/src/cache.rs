@@ -97,6 +97,26 @@ impl KeyCache {
         }
     }
 
+    /// The cached lookup of `digest` when a usable entry is there, without waiting or loading:
+    /// the path of almost every request, kept out of any `async` code so that it does not
+    /// carry (and move) the state of a storage lookup. `None` when [`KeyCache::get_or_load`]
+    /// must be asked: a miss, a load in progress, a stale entry, or an unconfirmed watcher.
+    pub fn get_fresh(
+        &self,
+        digest: &[u8; 32],
+    ) -> Option<Result<Option<Arc<Principal>>, LookupError>> {
+        let now = self.now_ms();
+        if now > self.trusted_until.load(Ordering::Acquire) {
+            return None;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let entry = self.entries.get(digest)?;
+        (entry.generation >= generation && entry.expires > now).then(|| match entry.failed {
+            Some(error) => Err(LookupError(error)),
+            None => Ok(entry.principal),
+        })
+    }
+
     /// The cached lookup of `digest`, loading it with `load` on a miss (concurrent misses of
     /// one digest share one load). An entry, or a shared load, that began before the latest
     /// invalidation is never returned: it is dropped and loaded again.

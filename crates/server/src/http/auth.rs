@@ -49,6 +49,9 @@ pub fn key_in_query() -> ApiError {
     )
 }
 
+/// A static name: looking up by `&str` would check and hash the text on every request.
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
 /// The presented credential, or the §3 error for how it was presented.
 pub fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
     let conflicting = || {
@@ -59,7 +62,7 @@ pub fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
         )
     };
     let mut auth_values = headers.get_all(header::AUTHORIZATION).iter();
-    let mut key_values = headers.get_all("x-api-key").iter();
+    let mut key_values = headers.get_all(&X_API_KEY).iter();
     let (authorization, x_api_key) = (auth_values.next(), key_values.next());
     if auth_values.next().is_some() || key_values.next().is_some() {
         return Err(conflicting());
@@ -141,7 +144,13 @@ pub async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admission, R
             return Err(e.into_response());
         }
     };
-    let principal = match state.service.authenticate_digest(&digest).await {
+    let found = match state.service.authenticate_cached(&digest) {
+        Some(found) => found,
+        // A miss asks storage: boxed, so that the lookup's large state is made only when
+        // needed instead of being carried and moved by every request.
+        None => Box::pin(state.service.authenticate_digest(&digest)).await,
+    };
+    let principal = match found {
         Ok(Ok(principal)) => principal,
         Ok(Err(failure)) => {
             let e = ApiError::auth(failure);
@@ -198,7 +207,13 @@ pub async fn consume(
         .rate_limit
         .unwrap_or(principal.plan.rate_limit);
     let now = state.service.now();
-    match state.limiter.check(&principal.key.id, limit, now).await {
+    let key = &principal.key.id;
+    let decided = match state.limiter.decide_locally(key, limit, now) {
+        Some(decision) => Ok(decision),
+        // Redis: boxed, so that its request's state is not carried by every check.
+        None => Box::pin(state.limiter.check(key, limit, now)).await,
+    };
+    match decided {
         Ok(decision) => Ok((decision, limit, now)),
         Err(e) => {
             // The limiter logs its own state changes once; one line per request would flood.

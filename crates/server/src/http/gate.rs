@@ -16,14 +16,13 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Poll;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower::ServiceExt;
-use tracing::Instrument;
 
 use super::{auth, observed, request_id, v1, ApiError, AppState};
 
@@ -68,11 +67,13 @@ pub async fn gate(state: AppState, mut req: Request, app: Router) -> Response {
             }
         }
     };
-    let response = match (CatchPanic {
-        inner: answered.instrument(span.clone()),
-    })
-    .await
-    {
+    // Pinned where it is and polled in place: wrapping it in adapters would move the whole
+    // future (every nested step's state) once per layer.
+    let caught = {
+        let answered = std::pin::pin!(answered);
+        catch_panics(&span, answered).await
+    };
+    let response = match caught {
         Ok(response) => response,
         Err(panic) => {
             // A panic's message is ours, but may quote a value a client sent: keys are masked.
@@ -106,6 +107,23 @@ async fn whoami(state: &AppState, req: Request) -> Response {
     .await
 }
 
+/// Polls `future` inside `span`, turning a panic into an `Err` instead of unwinding through
+/// the connection.
+fn catch_panics<'a, F: Future>(
+    span: &'a tracing::Span,
+    mut future: Pin<&'a mut F>,
+) -> impl Future<Output = Result<F::Output, Box<dyn Any + Send>>> + 'a {
+    std::future::poll_fn(move |cx| {
+        let _entered = span.enter();
+        // Once it panicked the future is never polled again: no broken state is observed.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    })
+}
+
 fn mark_sensitive(headers: &mut HeaderMap) {
     for (name, value) in headers.iter_mut() {
         if SENSITIVE.contains(name) {
@@ -122,40 +140,32 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-pin_project_lite::pin_project! {
-    /// A future whose panic becomes an `Err` instead of unwinding through the connection.
-    struct CatchPanic<F> {
-        #[pin]
-        inner: F,
-    }
-}
-
-impl<F: Future> Future for CatchPanic<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.project().inner;
-        // Once it panicked the future is never polled again, so no broken state is observed.
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn a_panic_is_caught_with_its_message() {
-        let outcome = CatchPanic {
-            inner: async { panic!("boom") },
-        }
-        .await;
-        let panic = outcome.expect_err("the panic is caught");
+        let span = tracing::Span::none();
+        let future = std::pin::pin!(async {
+            tokio::task::yield_now().await;
+            panic!("boom")
+        });
+        let panic = catch_panics(&span, future)
+            .await
+            .expect_err("the panic is caught");
         assert_eq!(panic_message(&*panic), "boom");
+        let fine = std::pin::pin!(async { 7 });
+        assert_eq!(catch_panics(&span, fine).await.ok(), Some(7));
+    }
+
+    #[test]
+    fn a_panic_message_is_read_from_either_kind_of_payload() {
+        let literal = std::panic::catch_unwind(|| panic!("boom")).expect_err("panics");
+        assert_eq!(panic_message(&*literal), "boom");
+        let formatted =
+            std::panic::catch_unwind(|| panic!("{} {}", "boom", 2)).expect_err("panics");
+        assert_eq!(panic_message(&*formatted), "boom 2");
     }
 
     #[test]

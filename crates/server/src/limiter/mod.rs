@@ -109,6 +109,20 @@ impl Limiter {
         &self.local
     }
 
+    /// The decision of the in-process limiter when it is the only one (no Redis): the check
+    /// of almost every deployment, made without any `async` state. `None` with Redis: use
+    /// [`RateLimiter::check`].
+    pub fn decide_locally(
+        &self,
+        key: &KeyId,
+        limit: RateLimit,
+        now: UnixMillis,
+    ) -> Option<Decision> {
+        self.shared
+            .is_none()
+            .then(|| self.local.decide(key, limit, now))
+    }
+
     /// `None` without Redis, else whether Redis is currently reachable.
     pub fn redis_up(&self) -> Option<bool> {
         self.shared.as_ref().map(|s| s.up.load(Ordering::Relaxed))

@@ -123,8 +123,32 @@ impl Service {
         let found = self
             .key_cache()
             .get_or_load(digest, || self.load_principal(digest))
-            .await
-            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("key lookup failed: {e}")))?;
+            .await;
+        self.judge(found)
+    }
+
+    /// Authentication of a well-formed key by its SHA-256 from the cache alone, when its entry
+    /// is there and fresh: the path of almost every request, with nothing to wait for. `None`
+    /// when storage must be asked ([`Service::authenticate_digest`]).
+    pub fn authenticate_cached(
+        &self,
+        digest: &[u8; 32],
+    ) -> Option<Result<Result<Arc<Principal>, AuthFailure>, ServiceError>> {
+        let found = self.key_cache().get_fresh(digest)?;
+        Some(
+            self.judge(found)
+                .map(|judged| judged.map_err(|refusal| refusal.failure)),
+        )
+    }
+
+    /// The answer for a looked-up key: refused when unknown, revoked (or its agent deleted),
+    /// expired or on a plan without API access.
+    fn judge(
+        &self,
+        found: Result<Option<Arc<Principal>>, crate::cache::LookupError>,
+    ) -> Result<Result<Arc<Principal>, Refusal>, ServiceError> {
+        let found =
+            found.map_err(|e| ServiceError::Internal(anyhow::anyhow!("key lookup failed: {e}")))?;
         let Some(principal) = found else {
             return Ok(Err(AuthFailure::Invalid.into()));
         };
