@@ -297,6 +297,9 @@ def main():
     wrk(hello, "/v1/whoami", keys_file, 3, 200)
     results["hello"] = wrk(hello, "/v1/whoami", keys_file, a.duration, 200)
     results["hello_bare_wrk"] = wrk(hello, "/", None, a.duration, 200)
+    # A reference: the hello-world sending a fixed answer of whoami's shape (its headers and
+    # body size), to tell the cost of that answer apart from the cost of checking the key.
+    results["hello_shaped"] = wrk(hello, "/v1/whoami-shaped", keys_file, a.duration, 200)
     hello.stop()
     log(f"hello-world: {results['hello']['rps']:.0f} req/s, {results['hello']['cpu_us_per_req']:.2f} µs CPU/req "
         f"(bare wrk: {results['hello_bare_wrk']['rps']:.0f} req/s, "
@@ -368,7 +371,8 @@ def report(r):
     print("| run | req/s | × ceiling | p50 µs | p99 µs | server CPU µs/req | × ceiling |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     rows = [("hello-world (ceiling: same path, script and keys)", h),
-            ("hello-world, bare wrk (no script; reference only)", r["hello_bare_wrk"])] + [(f"keyward whoami, {n} keys", r["keyward_10k"][n]) for n in ("valid", "unknown", "malformed")]
+            ("hello-world, bare wrk (no script; reference only)", r["hello_bare_wrk"]),
+            ("hello-world sending a fixed answer of whoami's shape (reference only)", r["hello_shaped"])] + [(f"keyward whoami, {n} keys", r["keyward_10k"][n]) for n in ("valid", "unknown", "malformed")]
     rows += [("keyward POST /v1/keys/verify, valid keys", r["keyward_10k"]["verify"]),
              ("keyward GET /v1/auth/forward, valid keys", r["keyward_10k"]["forward"])]
     if "keyward_scale" in r:

@@ -52,9 +52,8 @@ impl Outcome {
 
 /// What one key did since the last flush.
 struct PerKey {
-    key: KeyId,
-    org: OrgId,
-    agent: AgentId,
+    /// Where the key's ids are held (a cell of the key, shared rather than copied).
+    ids: Arc<UsageCell>,
     /// Counts per minute; almost always one or two minutes between flushes.
     minutes: Vec<(UnixMillis, Counts)>,
     last_used: UnixMillis,
@@ -97,7 +96,7 @@ impl UsageCell {
     }
 
     /// Moves the counts into `into`, leaving the cell empty and no longer queued.
-    fn drain_into(&self, into: &mut PerKeys) {
+    fn drain_into(self: &Arc<Self>, into: &mut PerKeys) {
         let (minutes, last_used) = {
             let Ok(mut c) = self.counting.lock() else {
                 return;
@@ -113,9 +112,7 @@ impl UsageCell {
         let k = into
             .entry(CompactKeyId::from(&self.key))
             .or_insert_with(|| PerKey {
-                key: self.key.clone(),
-                org: self.org.clone(),
-                agent: self.agent.clone(),
+                ids: self.clone(),
                 minutes: Vec::new(),
                 last_used,
             });
@@ -201,8 +198,8 @@ impl Pending {
             if due {
                 let since = self.deferrals;
                 let touch = self.deferred.entry(*compact).or_insert_with(|| Touch {
-                    org: k.org.clone(),
-                    key: k.key.clone(),
+                    org: k.ids.org.clone(),
+                    key: k.ids.key.clone(),
                     at: k.last_used,
                     since,
                 });
@@ -239,6 +236,9 @@ pub struct UsageRecorder {
     pending: Arc<Mutex<Pending>>,
 }
 
+/// Keys a flush handles between two yields to the runtime (about a tenth of a millisecond).
+const YIELD_EVERY: usize = 256;
+
 /// Most entries held between flushes. Entries are keyed by authenticated keys only, so an
 /// attacker cannot grow this with made-up keys; the cap guards against a stalled database.
 const MAX_PENDING: usize = 1_000_000;
@@ -273,8 +273,10 @@ impl UsageRecorder {
         }
     }
 
-    /// Moves the counts of every queued cell into the batch the next flush takes.
-    fn drain_cells(&self) {
+    /// Moves the counts of every queued cell into the batch the next flush takes. Yields to
+    /// the runtime every [`YIELD_EVERY`] cells: thousands of keys a second must not hold up
+    /// the requests on this thread for one long stretch.
+    async fn drain_cells(&self) {
         let Some(cells) = self
             .pending
             .lock()
@@ -287,8 +289,11 @@ impl UsageRecorder {
             return;
         }
         let mut drained = PerKeys::with_capacity_and_hasher(cells.len(), RandomState::default());
-        for cell in &cells {
+        for (i, cell) in cells.iter().enumerate() {
             cell.drain_into(&mut drained);
+            if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                tokio::task::yield_now().await;
+            }
         }
         self.restore(drained);
     }
@@ -296,7 +301,7 @@ impl UsageRecorder {
     /// Writes everything gathered so far in one transaction; on failure keeps it for the
     /// next attempt.
     pub async fn flush(&self, store: &Store) {
-        self.drain_cells();
+        self.drain_cells().await;
         let Some((taken, used)) = self.pending.lock().ok().map(|mut p| p.take_batch()) else {
             return;
         };
@@ -304,18 +309,19 @@ impl UsageRecorder {
         if taken.is_empty() && used.is_empty() {
             return;
         }
-        let increments: Vec<Increment> = taken
-            .values()
-            .flat_map(|k| {
-                k.minutes.iter().map(move |(minute, counts)| Increment {
-                    org: k.org.clone(),
-                    agent: k.agent.clone(),
-                    key: k.key.clone(),
-                    minute: *minute,
-                    counts: *counts,
-                })
-            })
-            .collect();
+        let mut increments: Vec<Increment> = Vec::with_capacity(taken.len());
+        for (i, k) in taken.values().enumerate() {
+            increments.extend(k.minutes.iter().map(|(minute, counts)| Increment {
+                org: k.ids.org.clone(),
+                agent: k.ids.agent.clone(),
+                key: k.ids.key.clone(),
+                minute: *minute,
+                counts: *counts,
+            }));
+            if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                tokio::task::yield_now().await;
+            }
+        }
         let started = std::time::Instant::now();
         let result = async {
             let mut tx = store.begin().await?;
@@ -481,8 +487,8 @@ pub fn spawn_pruner(
 mod tests {
     use super::*;
 
-    #[test]
-    fn cells_are_counted_across_minutes_reloads_and_flushes() {
+    #[tokio::test]
+    async fn cells_are_counted_across_minutes_reloads_and_flushes() {
         let recorder = UsageRecorder::default();
         let (org, agent, key) = (OrgId::generate(), AgentId::generate(), KeyId::generate());
         // The same key loaded twice (a reload after an invalidation): two cells, one key.
@@ -493,11 +499,11 @@ mod tests {
         recorder.record(&second, 60_900, Outcome::ServerError);
         // Each cell is queued once, however many requests it counted.
         assert_eq!(recorder.pending.lock().unwrap().queued.len(), 2);
-        recorder.drain_cells();
+        recorder.drain_cells().await;
         // Counted again after the drain: queued again, for the next flush.
         recorder.record(&first, 61_000, Outcome::Success);
         assert_eq!(recorder.pending.lock().unwrap().queued.len(), 1);
-        recorder.drain_cells();
+        recorder.drain_cells().await;
         let (taken, used) = recorder.pending.lock().unwrap().take_batch();
         let k = &taken[&CompactKeyId::from(&key)];
         let mut minutes = k.minutes.clone();
@@ -513,8 +519,8 @@ mod tests {
         assert_eq!(used.len(), 1);
     }
 
-    #[test]
-    fn last_uses_are_written_a_thousand_a_flush_longest_waiting_first() {
+    #[tokio::test]
+    async fn last_uses_are_written_a_thousand_a_flush_longest_waiting_first() {
         let recorder = UsageRecorder::default();
         let (org, agent) = (OrgId::generate(), AgentId::generate());
         let keys: Vec<KeyId> = (0..2_500).map(|_| KeyId::generate()).collect();
@@ -525,14 +531,12 @@ mod tests {
                 (key, Arc::new(cell))
             })
             .collect();
-        let record = |key: &KeyId, at| {
-            recorder.record(&cells[key], at, Outcome::Success);
-            recorder.drain_cells();
-        };
+        let record = |key: &KeyId, at| recorder.record(&cells[key], at, Outcome::Success);
         let flush = |p: &mut Pending| p.take_batch().1;
         for key in &keys[..2_000] {
             record(key, 1_000);
         }
+        recorder.drain_cells().await;
         let first = flush(&mut recorder.pending.lock().unwrap());
         assert_eq!(first.len(), MAX_TOUCHES_PER_FLUSH);
         // 500 more keys come into use; the first key is used again, later.
@@ -540,6 +544,7 @@ mod tests {
             record(key, 2_000);
         }
         record(&keys[0], 3_000);
+        recorder.drain_cells().await;
         let second = flush(&mut recorder.pending.lock().unwrap());
         // A second without traffic still writes what waits.
         let (nothing_new, third) = recorder.pending.lock().unwrap().take_batch();

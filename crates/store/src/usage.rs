@@ -120,13 +120,18 @@ async fn upsert(
 ) -> Result<(), StoreError> {
     let mut rows: std::collections::BTreeMap<(&KeyId, UnixMillis), (&OrgId, &AgentId, Counts)> =
         std::collections::BTreeMap::new();
-    for inc in batch {
+    for (i, inc) in batch.iter().enumerate() {
         let entry = rows.entry((&inc.key, g.floor(inc.minute))).or_insert((
             &inc.org,
             &inc.agent,
             Counts::default(),
         ));
         entry.2.add(&inc.counts);
+        // Sorting a batch of thousands of keys is milliseconds of work on the thread that
+        // also answers requests: it gives way now and then.
+        if i % 512 == 511 {
+            tokio::task::yield_now().await;
+        }
     }
     let rows: Vec<_> = rows.into_iter().collect();
     if !postgres {
