@@ -25,7 +25,12 @@ pub fn encode_padded_into(mut value: u64, digits: &mut [u8]) {
         *slot = ALPHABET[(value % 62) as usize];
         value /= 62;
     }
-    debug_assert_eq!(value, 0, "value does not fit in {} base62 digits", digits.len());
+    debug_assert_eq!(
+        value,
+        0,
+        "value does not fit in {} base62 digits",
+        digits.len()
+    );
 }
 
 /// Appends `len` characters drawn uniformly from the alphabet by `rng`.

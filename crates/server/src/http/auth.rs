@@ -144,7 +144,9 @@ pub async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admission, R
             return Err(e.into_response());
         }
     };
-    let found = match state.service.authenticate_cached(&digest) {
+    // One reading of the clock for the key's status, the limiter and the usage counts.
+    let now = state.service.now();
+    let found = match state.service.authenticate_cached(&digest, now) {
         Some(found) => found,
         // A miss asks storage: boxed, so that the lookup's large state is made only when
         // needed instead of being carried and moved by every request.
@@ -159,7 +161,7 @@ pub async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admission, R
         }
         Err(e) => return Err(ApiError::from(e).into_response()),
     };
-    let (decision, limit, now) = consume(state, &principal)
+    let (decision, limit) = consume_at(state, &principal, now)
         .await
         .map_err(IntoResponse::into_response)?;
     Ok(Admission {
@@ -202,11 +204,21 @@ pub async fn consume(
     state: &AppState,
     principal: &Principal,
 ) -> Result<(Decision, RateLimit, UnixMillis), ApiError> {
+    let now = state.service.now();
+    let (decision, limit) = consume_at(state, principal, now).await?;
+    Ok((decision, limit, now))
+}
+
+/// [`consume`] at a time the caller read.
+async fn consume_at(
+    state: &AppState,
+    principal: &Principal,
+    now: UnixMillis,
+) -> Result<(Decision, RateLimit), ApiError> {
     let limit = principal
         .key
         .rate_limit
         .unwrap_or(principal.plan.rate_limit);
-    let now = state.service.now();
     let key = &principal.key.id;
     let decided = match state.limiter.decide_locally(key, limit, now) {
         Some(decision) => Ok(decision),
@@ -214,7 +226,7 @@ pub async fn consume(
         None => Box::pin(state.limiter.check(key, limit, now)).await,
     };
     match decided {
-        Ok(decision) => Ok((decision, limit, now)),
+        Ok(decision) => Ok((decision, limit)),
         Err(e) => {
             // The limiter logs its own state changes once; one line per request would flood.
             tracing::debug!(error = %e, "rate limiter unavailable");

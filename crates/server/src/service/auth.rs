@@ -1,7 +1,7 @@
 //! Authenticating a presented API key.
 
 use keyward_core::key::check_format;
-use keyward_core::{CapabilitySet, KeyHash, KeyStatus, MalformedKey, OrgId, Plan};
+use keyward_core::{CapabilitySet, KeyHash, KeyStatus, MalformedKey, OrgId, Plan, UnixMillis};
 use std::sync::Arc;
 
 use keyward_store::keys::{self, KeyRecord};
@@ -124,28 +124,31 @@ impl Service {
             .key_cache()
             .get_or_load(digest, || self.load_principal(digest))
             .await;
-        self.judge(found)
+        self.judge(found, self.now())
     }
 
     /// Authentication of a well-formed key by its SHA-256 from the cache alone, when its entry
     /// is there and fresh: the path of almost every request, with nothing to wait for. `None`
     /// when storage must be asked ([`Service::authenticate_digest`]).
+    /// `now` is the request's time (the caller reads the clock once per request).
     pub fn authenticate_cached(
         &self,
         digest: &[u8; 32],
+        now: UnixMillis,
     ) -> Option<Result<Result<Arc<Principal>, AuthFailure>, ServiceError>> {
         let found = self.key_cache().get_fresh(digest)?;
         Some(
-            self.judge(found)
+            self.judge(found, now)
                 .map(|judged| judged.map_err(|refusal| refusal.failure)),
         )
     }
 
-    /// The answer for a looked-up key: refused when unknown, revoked (or its agent deleted),
-    /// expired or on a plan without API access.
+    /// The answer for a looked-up key at `now`: refused when unknown, revoked (or its agent
+    /// deleted), expired or on a plan without API access.
     fn judge(
         &self,
         found: Result<Option<Arc<Principal>>, crate::cache::LookupError>,
+        now: UnixMillis,
     ) -> Result<Result<Arc<Principal>, Refusal>, ServiceError> {
         let found =
             found.map_err(|e| ServiceError::Internal(anyhow::anyhow!("key lookup failed: {e}")))?;
@@ -162,12 +165,7 @@ impl Service {
             return refuse(AuthFailure::Revoked);
         }
         let key = &principal.key;
-        match KeyStatus::of(
-            key.revoked_at,
-            key.expires_at,
-            key.rolled_to.is_some(),
-            self.now(),
-        ) {
+        match KeyStatus::of(key.revoked_at, key.expires_at, key.rolled_to.is_some(), now) {
             KeyStatus::Revoked => return refuse(AuthFailure::Revoked),
             KeyStatus::Expired => return refuse(AuthFailure::Expired),
             KeyStatus::Active | KeyStatus::Expiring => {}

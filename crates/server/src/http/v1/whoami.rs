@@ -6,9 +6,9 @@ use axum::Json;
 
 use crate::http::auth::{AnyKey, Auth};
 use crate::http::AppState;
-use keyward_core::UnixMillis;
 use crate::service::Principal;
 use crate::views::{WhoamiTemplate, WhoamiView};
+use keyward_core::UnixMillis;
 
 /// `GET /v1/whoami`: the key, its agent, organization, plan and capabilities.
 #[utoipa::path(
