@@ -70,16 +70,17 @@ pub fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
 
     // Ok(token) for "Bearer <token>" (scheme in any case); Err(()) for any other scheme.
     let bearer = authorization.map(|v| {
-        let v = v.to_str().map_err(|_| ())?.trim();
+        // `to_str` admits visible ASCII, spaces and tabs only: ASCII trimming is enough.
+        let v = v.to_str().map_err(|_| ())?.trim_ascii();
         let (scheme, token) = v.split_once([' ', '\t']).unwrap_or((v, ""));
         if scheme.eq_ignore_ascii_case("bearer") {
-            Ok(token.trim())
+            Ok(token.trim_ascii())
         } else {
             Err(())
         }
     });
     // A non-UTF-8 X-API-Key cannot be a key: it stays as text that fails the format check.
-    let header_key = x_api_key.map(|v| v.to_str().map(str::trim).unwrap_or("\u{fffd}"));
+    let header_key = x_api_key.map(|v| v.to_str().map(str::trim_ascii).unwrap_or("\u{fffd}"));
 
     if let (Some(Ok(token)), Some(key)) = (&bearer, &header_key) {
         // Both are the client's own; compared in constant time all the same, as every secret is.
