@@ -726,6 +726,7 @@ mod tests {
     fn principal(name: &str, expires_at: Option<UnixMillis>) -> Principal {
         let (id, org, agent) = (KeyId::generate(), OrgId::generate(), AgentId::generate());
         let usage = crate::recorder::UsageCell::new(org.clone(), agent.clone(), id.clone());
+        let compact_id = keyward_core::CompactKeyId::from(&id);
         Principal {
             key: KeyRecord {
                 id,
@@ -768,6 +769,7 @@ mod tests {
             },
             whoami: std::sync::OnceLock::new(),
             usage: std::sync::Arc::new(usage),
+            compact_id,
         }
     }
 

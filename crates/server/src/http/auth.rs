@@ -221,7 +221,10 @@ async fn consume_at(
         .rate_limit
         .unwrap_or(principal.plan.rate_limit);
     let key = &principal.key.id;
-    let decided = match state.limiter.decide_locally(key, limit, now) {
+    let decided = match state
+        .limiter
+        .decide_locally(principal.compact_id, limit, now)
+    {
         Some(decision) => Ok(decision),
         // Redis: boxed, so that its request's state is not carried by every check.
         None => Box::pin(state.limiter.check(key, limit, now)).await,

@@ -113,7 +113,12 @@ impl LocalLimiter {
 
     /// [`RateLimiter::check`] without the future: it never waits on anything but a shard lock.
     pub fn decide(&self, key: &KeyId, limit: RateLimit, now: UnixMillis) -> Decision {
-        let key = CompactKeyId::from(key);
+        self.decide_compact(CompactKeyId::from(key), limit, now)
+    }
+
+    /// [`LocalLimiter::decide`] for a key id already in its compact form (cached keys keep
+    /// it beside the id, so a check does not read the id's text).
+    pub fn decide_compact(&self, key: CompactKeyId, limit: RateLimit, now: UnixMillis) -> Decision {
         let mut shard = lock(self.shard_of(&key));
         if let Some(tracked) = shard.states.get_mut(&key) {
             tracked.last_seen = tracked.last_seen.max(now);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward_core::ratelimit::Decision;
-use keyward_core::{KeyId, RateLimit, UnixMillis};
+use keyward_core::{CompactKeyId, KeyId, RateLimit, UnixMillis};
 use tokio::task::JoinHandle;
 
 pub mod conformance;
@@ -114,13 +114,13 @@ impl Limiter {
     /// [`RateLimiter::check`].
     pub fn decide_locally(
         &self,
-        key: &KeyId,
+        key: CompactKeyId,
         limit: RateLimit,
         now: UnixMillis,
     ) -> Option<Decision> {
         self.shared
             .is_none()
-            .then(|| self.local.decide(key, limit, now))
+            .then(|| self.local.decide_compact(key, limit, now))
     }
 
     /// `None` without Redis, else whether Redis is currently reachable.

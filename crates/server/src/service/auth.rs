@@ -1,7 +1,9 @@
 //! Authenticating a presented API key.
 
 use keyward_core::key::check_format;
-use keyward_core::{CapabilitySet, KeyHash, KeyStatus, MalformedKey, OrgId, Plan, UnixMillis};
+use keyward_core::{
+    CapabilitySet, CompactKeyId, KeyHash, KeyStatus, MalformedKey, OrgId, Plan, UnixMillis,
+};
 use std::sync::Arc;
 
 use keyward_store::keys::{self, KeyRecord};
@@ -53,6 +55,9 @@ pub struct Principal {
     pub whoami: std::sync::OnceLock<Option<crate::views::WhoamiTemplate>>,
     /// The key's usage since the last flush (see [`crate::recorder::UsageCell`]).
     pub usage: Arc<crate::recorder::UsageCell>,
+    /// The key's id in the compact form the in-process limiter is keyed by, kept here so
+    /// that a check does not read the id's text, elsewhere in memory.
+    pub compact_id: CompactKeyId,
 }
 
 impl Principal {
@@ -208,6 +213,7 @@ impl Service {
         );
         Ok(Some(Principal {
             usage: Arc::new(usage),
+            compact_id: CompactKeyId::from(&found.key.id),
             key: found.key,
             agent_name: found.agent_name,
             capabilities: found.agent_capabilities,
