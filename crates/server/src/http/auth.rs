@@ -147,11 +147,16 @@ pub async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admission, R
     };
     // One reading of the clock for the key's status, the limiter and the usage counts.
     let now = state.service.now();
-    let found = match state.service.authenticate_cached(&digest, now) {
-        Some(found) => found,
+    let (found, now) = match state.service.authenticate_cached(&digest, now) {
+        Some(found) => (found, now),
         // A miss asks storage: boxed, so that the lookup's large state is made only when
-        // needed instead of being carried and moved by every request.
-        None => Box::pin(state.service.authenticate_digest(&digest)).await,
+        // needed instead of being carried and moved by every request. The lookup may take a
+        // while; the limiter must see the time after it, not a time other requests of the
+        // key have already passed.
+        None => (
+            Box::pin(state.service.authenticate_digest(&digest)).await,
+            state.service.now(),
+        ),
     };
     let principal = match found {
         Ok(Ok(principal)) => principal,
