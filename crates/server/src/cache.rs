@@ -64,6 +64,21 @@ pub struct Entry {
     expires: u64,
 }
 
+impl Entry {
+    /// What the entry answers, if it was loaded in the latest generation (after the last
+    /// invalidation) and has not expired by `now`.
+    fn usable(
+        self,
+        generation: u64,
+        now: u64,
+    ) -> Option<Result<Option<Arc<Principal>>, LookupError>> {
+        (self.generation >= generation && self.expires > now).then(|| match self.failed {
+            Some(error) => Err(LookupError(error)),
+            None => Ok(self.principal),
+        })
+    }
+}
+
 /// The cache of looked-up keys.
 ///
 /// A hit is a read lock on one of several shards and a hash probe (a per-process keyed
@@ -110,11 +125,7 @@ impl KeyCache {
             return None;
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let entry = self.entries.get(digest)?;
-        (entry.generation >= generation && entry.expires > now).then(|| match entry.failed {
-            Some(error) => Err(LookupError(error)),
-            None => Ok(entry.principal),
-        })
+        self.entries.get(digest)?.usable(generation, now)
     }
 
     /// The cached lookup of `digest`, loading it with `load` on a miss (concurrent misses of
@@ -145,11 +156,8 @@ impl KeyCache {
                 // A hit, or a load shared with an earlier request: either may predate an
                 // invalidation or have outlived its time.
                 Ok(entry) => {
-                    if entry.generation >= generation && entry.expires > now {
-                        return match entry.failed {
-                            Some(error) => Err(LookupError(error)),
-                            None => Ok(entry.principal),
-                        };
+                    if let Some(answer) = entry.usable(generation, now) {
+                        return answer;
                     }
                     // Only if still stale: another request may have put a fresh one there.
                     self.entries

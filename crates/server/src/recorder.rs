@@ -137,8 +137,9 @@ fn add_minute(minutes: &mut Vec<(UnixMillis, Counts)>, minute: UnixMillis, count
     }
 }
 
-/// Keyed by the key alone, held inline, so that recording a request of a key already seen
-/// allocates nothing and compares the id in place.
+/// What the next flush writes: the cells counted since the last one, counts already taken
+/// from cells (or put back by a failed flush), and the bookkeeping of `last_used_at` writes.
+/// Maps are keyed by the key id held inline ([`CompactKeyId`]).
 #[derive(Default)]
 struct Pending {
     /// Cells counted since the last flush.
