@@ -25,6 +25,7 @@ use tower::ServiceExt;
 
 use super::error::ApiError;
 use super::extract::ClientInfo;
+use super::limit_headers;
 use super::AppState;
 use crate::limiter::RateLimiter;
 use crate::recorder::Outcome;
@@ -197,7 +198,7 @@ where
         state.metrics.rate_limited();
         rate_limited(&decision, limit).into_response()
     };
-    rate_limit_headers(response.headers_mut(), &decision, limit, now);
+    limit_headers::write(response.headers_mut(), &decision, limit, now);
     let outcome = Outcome::of_status(response.status().as_u16());
     state.recorder.record(&principal.usage, now, outcome);
     response
@@ -226,10 +227,12 @@ async fn consume_at(
         .rate_limit
         .unwrap_or(principal.plan.rate_limit);
     let key = &principal.key.id;
-    let decided = match state
-        .limiter
-        .decide_locally(principal.compact_id, limit, now)
-    {
+    let decided = match state.limiter.decide_locally(
+        &principal.limiter_slot,
+        principal.compact_id,
+        limit,
+        now,
+    ) {
         Some(decision) => Ok(decision),
         // Redis: boxed, so that its request's state is not carried by every check.
         None => Box::pin(state.limiter.check(key, limit, now)).await,
@@ -252,76 +255,6 @@ async fn consume_at(
 pub fn rate_limited(decision: &Decision, limit: RateLimit) -> ApiError {
     let retry_after = decision.retry_after_secs.unwrap_or(1).max(1);
     ApiError::rate_limited(limit.limit, limit.window_seconds, retry_after)
-}
-
-static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
-static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-
-/// The rate-limit headers of SPEC §4, on every response that reached the limiter.
-pub fn rate_limit_headers(
-    headers: &mut HeaderMap,
-    d: &Decision,
-    limit: RateLimit,
-    now: UnixMillis,
-) {
-    let (limit_value, policy_value) = limit_values(d.limit, limit);
-    // The three values that change per request are written into one buffer and handed out
-    // as slices of it: one allocation instead of one per header, on every answer.
-    let mut text = Vec::with_capacity(64);
-    fn number(text: &mut Vec<u8>, n: impl itoa::Integer) {
-        text.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-    }
-    number(&mut text, d.remaining);
-    let remaining_end = text.len();
-    number(&mut text, d.reset_at);
-    let reset_end = text.len();
-    text.extend_from_slice(b"\"default\";r=");
-    number(&mut text, d.remaining);
-    text.extend_from_slice(b";t=");
-    number(&mut text, d.reset_in_secs(now));
-    let text = bytes::Bytes::from(text);
-    // Digits, quotes, letters, `;` and `=`: always a valid header value.
-    let value = |range: std::ops::Range<usize>| {
-        HeaderValue::from_maybe_shared(text.slice(range)).unwrap_or(HeaderValue::from_static("0"))
-    };
-    headers.insert(X_RATELIMIT_LIMIT.clone(), limit_value);
-    headers.insert(X_RATELIMIT_REMAINING.clone(), value(0..remaining_end));
-    headers.insert(X_RATELIMIT_RESET.clone(), value(remaining_end..reset_end));
-    headers.insert(RATELIMIT_POLICY.clone(), policy_value);
-    headers.insert(RATELIMIT.clone(), value(reset_end..text.len()));
-}
-
-/// The values of `X-RateLimit-Limit` and `RateLimit-Policy`, which depend on the limit alone.
-/// Almost every key shares its plan's limit, so the last pair made is kept per thread and a
-/// request usually takes two reference counts instead of formatting and checking both.
-fn limit_values(shown: u64, limit: RateLimit) -> (HeaderValue, HeaderValue) {
-    type Made = Option<((u64, RateLimit), (HeaderValue, HeaderValue))>;
-    thread_local! {
-        static LAST: std::cell::RefCell<Made> = const { std::cell::RefCell::new(None) };
-    }
-    let make = || {
-        let limit_value = HeaderValue::from(shown);
-        let policy = format!("\"default\";q={};w={}", limit.limit, limit.window_seconds);
-        let policy_value =
-            HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("\"default\""));
-        (limit_value, policy_value)
-    };
-    LAST.with(|last| {
-        let Ok(mut last) = last.try_borrow_mut() else {
-            return make();
-        };
-        match &*last {
-            Some((made_for, values)) if *made_for == (shown, limit) => values.clone(),
-            _ => {
-                let values = make();
-                *last = Some(((shown, limit), values.clone()));
-                values
-            }
-        }
-    })
 }
 
 /// A capability a handler needs; `None` for endpoints any valid key may call.

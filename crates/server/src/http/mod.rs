@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 mod gate;
 pub mod lean;
+mod limit_headers;
 pub mod openapi;
 mod ops;
 pub mod request_id;

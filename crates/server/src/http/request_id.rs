@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use super::error::{ApiError, ErrorInfo};
@@ -87,8 +87,19 @@ pub fn finish(mut response: Response, id: RequestId) -> Response {
         parts.headers.remove(header::CONTENT_LENGTH);
         response = Response::from_parts(parts, Body::from(error.body(id.as_str())));
     }
-    response.headers_mut().insert(X_REQUEST_ID.clone(), id.0);
+    put_id(response.headers_mut(), id.0);
     response
+}
+
+/// Sets `X-Request-Id`: in the slot that laid-out answers keep for it
+/// ([`super::limit_headers`]), found by comparing names, else as a new header.
+fn put_id(headers: &mut HeaderMap, id: HeaderValue) {
+    match headers.iter_mut().find(|(name, _)| **name == X_REQUEST_ID) {
+        Some((_, slot)) => *slot = id,
+        None => {
+            headers.insert(X_REQUEST_ID.clone(), id);
+        }
+    }
 }
 
 /// An error status whose body is not ours (a framework rejection, a panic answer). The

@@ -31,11 +31,9 @@ pub fn answer(p: &Principal, now: UnixMillis) -> Response {
     match template.as_ref().and_then(|t| t.body(p, now)) {
         Some(body) => {
             let mut response = Response::new(axum::body::Body::from(body));
-            let headers = response.headers_mut();
-            // Room for everything the answer will carry (its type, the request id and the
-            // five rate-limit headers), so the map is allocated once.
-            headers.reserve(8);
-            headers.insert(CONTENT_TYPE, JSON.clone());
+            // The rate-limit headers then replace this map with one laid out for a JSON
+            // answer (`http::limit_headers`), so it is not given room for more.
+            response.headers_mut().insert(CONTENT_TYPE, JSON.clone());
             response
         }
         None => Json(WhoamiView::new(p, now)).into_response(),
