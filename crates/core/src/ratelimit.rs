@@ -152,6 +152,11 @@ impl WindowState {
         self.quiet_at <= now
     }
 
+    /// The latest time checked at (as bounded by the check): when the key was last seen.
+    pub fn latest(&self) -> UnixMillis {
+        self.latest
+    }
+
     /// Estimated bytes this state occupies, heap included.
     pub fn memory_bytes(&self) -> usize {
         size_of::<Self>()

@@ -770,6 +770,7 @@ mod tests {
             whoami: std::sync::OnceLock::new(),
             usage: std::sync::Arc::new(usage),
             compact_id,
+            limiter_slot: Default::default(),
         }
     }
 

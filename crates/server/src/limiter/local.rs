@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 use foldhash::fast::RandomState;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use keyward_core::ratelimit::{Decision, WindowState};
@@ -27,16 +27,19 @@ const SHARDS: usize = 64;
 /// Rate limits keys in this process.
 ///
 /// Each key's state sits in one of 64 shards chosen by a keyed hash of its id, each behind its
-/// own mutex, held only for one check (microseconds) and never across an await.
+/// own mutex, held only for one lookup (microseconds) and never across an await. Each state
+/// has its own mutex too, held for one check; a cached key keeps a handle to its state
+/// ([`Slot`]), so its checks skip the shard.
 ///
 /// # Memory
 /// At most `max_keys` states are tracked; [`LocalLimiter::stats`] estimates their size. A key
-/// costs about 90 bytes of map entry (its id held inline) plus its log, 8 bytes per request counted in its
-/// window (up to 80 kB for a limit of 10 000), or a fixed 560 bytes of buckets above 10 000.
-/// Measured with map slack, when ids were still held on the heap: about 185 bytes per key
-/// (somewhat less now) with one recent request (37 MB for the
-/// default 200 000 keys), about 1 kB per key using all of 100 per 60 s. A key whose window is
-/// empty is idle: [`LocalLimiter::sweep`] drops it, since a fresh state answers the same.
+/// costs a map entry (its id held inline and a handle, about 40 bytes, plus the map's slack)
+/// and a 128-byte allocation for its state (a line of reference counts, then the lock and the
+/// state on a line of their own), plus its log, 8 bytes per request counted in its window (up
+/// to 80 kB for a limit of 10 000), or a fixed 576 bytes of buckets above 10 000. A key whose
+/// window is empty is idle: [`LocalLimiter::sweep`] drops it, since a fresh state answers the
+/// same. A cached key may keep its swept state's allocation (reset, its log freed) until the
+/// key leaves the key cache, so those are bounded by the cache's capacity.
 ///
 /// # When the cap is reached
 /// The cap is split evenly over the shards, so it is enforced without a global lock or counter;
@@ -58,13 +61,69 @@ struct Shard {
     /// Most states this shard keeps.
     cap: usize,
     /// Keyed by the id held inline, so a lookup compares it in place.
-    states: HashMap<CompactKeyId, Tracked, RandomState>,
+    states: HashMap<CompactKeyId, Shared, RandomState>,
+}
+
+/// A key's state, shared by its shard's map and by the [`Slot`] of the key's cached
+/// principal, so that a check of a cached key goes to it directly instead of through the map
+/// (a hash, a shard lock and two more lines of memory on every request).
+type Shared = Arc<OwnLine>;
+
+/// A state and its lock on one cache line of their own: a check reads that line (and, in the
+/// approximate mode, the buckets), not the reference counts before it, which only copying
+/// the handle touches.
+#[repr(align(64))]
+struct OwnLine(Mutex<Tracked>);
+
+const _: () = assert!(size_of::<Mutex<Tracked>>() <= 64, "a state fits its line");
+
+impl OwnLine {
+    fn lock(&self) -> MutexGuard<'_, Tracked> {
+        lock(&self.0)
+    }
 }
 
 struct Tracked {
+    /// Its latest check tells when the key was last seen, to pick the one to go when the
+    /// shard is full.
     state: WindowState,
-    /// Latest check, to pick the least recently seen key when one must go.
-    last_seen: UnixMillis,
+    /// Taken out of its shard's map (idle, or evicted to make room), and reset. A slot that
+    /// still holds it must not count on it: the next check goes through the map, which holds
+    /// the key's one current state. Counting on a retired state beside a newer one would
+    /// admit the key's requests twice.
+    retired: bool,
+}
+
+impl Tracked {
+    fn check(&mut self, limit: RateLimit, now: UnixMillis) -> Decision {
+        self.state.check(limit, now)
+    }
+
+    /// Marks the state as out of the map and gives back its memory: a slot may keep it for
+    /// as long as its key stays cached, so only the empty shell stays.
+    fn retire(&mut self) {
+        self.retired = true;
+        self.state = WindowState::new();
+    }
+}
+
+/// Where a cached key keeps its limiter state once it has one (see [`Shared`]).
+///
+/// Set once. If the state is retired and the key's next check finds the map without a state
+/// for it, the retired one is put back (reset, so the key starts afresh as a new state would);
+/// if another state took its place meanwhile (a newer principal of the same key), this slot
+/// stops being a shortcut and each check goes through the map.
+#[derive(Clone, Default)]
+pub struct Slot(OnceLock<Shared>);
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Slot(set)"
+        } else {
+            "Slot(empty)"
+        })
+    }
 }
 
 /// A snapshot of a [`LocalLimiter`] for metrics.
@@ -111,34 +170,58 @@ impl LocalLimiter {
         self.shards.iter().map(|s| lock(s).cap).sum()
     }
 
-    /// [`RateLimiter::check`] without the future: it never waits on anything but a shard lock.
+    /// [`RateLimiter::check`] without the future: it never waits on anything but a lock.
     pub fn decide(&self, key: &KeyId, limit: RateLimit, now: UnixMillis) -> Decision {
-        self.decide_compact(CompactKeyId::from(key), limit, now)
+        self.decide_in(&Slot::default(), CompactKeyId::from(key), limit, now)
     }
 
-    /// [`LocalLimiter::decide`] for a key id already in its compact form (cached keys keep
-    /// it beside the id, so a check does not read the id's text).
-    pub fn decide_compact(&self, key: CompactKeyId, limit: RateLimit, now: UnixMillis) -> Decision {
-        let mut shard = lock(self.shard_of(&key));
-        if let Some(tracked) = shard.states.get_mut(&key) {
-            tracked.last_seen = tracked.last_seen.max(now);
-            return tracked.state.check(limit, now);
-        }
-        let mut state = WindowState::new();
-        let decision = state.check(limit, now);
-        // Nothing counted (a limit of 0) is the same as a fresh state: nothing to keep.
-        if !state.is_idle(now) {
-            if shard.make_room(now) {
-                self.evicted_active.fetch_add(1, Ordering::Relaxed);
+    /// [`LocalLimiter::decide`] for a cached key: `key` is its id in compact form, and `slot`
+    /// where it keeps its state. Once the slot holds the key's state, a check locks that state
+    /// alone.
+    pub fn decide_in(
+        &self,
+        slot: &Slot,
+        key: CompactKeyId,
+        limit: RateLimit,
+        now: UnixMillis,
+    ) -> Decision {
+        if let Some(shared) = slot.0.get() {
+            let mut tracked = shared.lock();
+            if !tracked.retired {
+                return tracked.check(limit, now);
             }
-            shard.states.insert(
-                key,
-                Tracked {
-                    state,
-                    last_seen: now,
-                },
-            );
         }
+        // Lock order: the shard, then a state; the shortcut above takes a state alone.
+        let mut shard = lock(self.shard_of(&key));
+        if let Some(shared) = shard.states.get(&key) {
+            let shared = shared.clone();
+            drop(shard);
+            let decision = shared.lock().check(limit, now);
+            let _ = slot.0.set(shared);
+            return decision;
+        }
+        // The slot's own retired state comes back, reset: the same as a new one.
+        let shared = slot.0.get().cloned().unwrap_or_else(|| {
+            Arc::new(OwnLine(Mutex::new(Tracked {
+                state: WindowState::new(),
+                retired: true,
+            })))
+        });
+        let mut tracked = shared.lock();
+        let decision = tracked.check(limit, now);
+        // Nothing counted (a limit of 0) is the same as a fresh state: nothing to keep.
+        if tracked.state.is_idle(now) {
+            tracked.state = WindowState::new();
+            return decision;
+        }
+        tracked.retired = false;
+        drop(tracked);
+        if shard.make_room(now) {
+            self.evicted_active.fetch_add(1, Ordering::Relaxed);
+        }
+        shard.states.insert(key, shared.clone());
+        drop(shard);
+        let _ = slot.0.set(shared);
         decision
     }
 
@@ -183,11 +266,15 @@ impl LocalLimiter {
             let shard = lock(shard);
             keys += shard.states.len();
             // Every bucket of the map costs an entry and a control byte, used or not.
-            memory_bytes += shard.states.capacity() * (size_of::<(CompactKeyId, Tracked)>() + 1);
+            memory_bytes += shard.states.capacity() * (size_of::<(CompactKeyId, Shared)>() + 1);
+            // Each state is its own allocation: a line of reference counts, then its own.
             memory_bytes += shard
                 .states
                 .values()
-                .map(|tracked| tracked.state.memory_bytes() - size_of::<WindowState>())
+                .map(|shared| {
+                    size_of::<OwnLine>() * 2 + shared.lock().state.memory_bytes()
+                        - size_of::<WindowState>()
+                })
                 .sum::<usize>();
         }
         LimiterStats {
@@ -230,17 +317,24 @@ impl Shard {
         let oldest = self
             .states
             .iter()
-            .min_by_key(|(_, tracked)| tracked.last_seen)
+            .min_by_key(|(_, shared)| shared.lock().state.latest())
             .map(|(key, _)| *key);
-        if let Some(key) = oldest {
-            self.states.remove(&key);
+        if let Some(shared) = oldest.and_then(|key| self.states.remove(&key)) {
+            shared.lock().retire();
         }
         true
     }
 
     fn drop_idle(&mut self, now: UnixMillis) -> usize {
         let before = self.states.len();
-        self.states.retain(|_, tracked| !tracked.state.is_idle(now));
+        self.states.retain(|_, shared| {
+            let mut tracked = shared.lock();
+            let idle = tracked.state.is_idle(now);
+            if idle {
+                tracked.retire();
+            }
+            !idle
+        });
         before - self.states.len()
     }
 }
@@ -256,11 +350,11 @@ impl RateLimiter for LocalLimiter {
     }
 }
 
-/// Locks a shard even if a panic poisoned it: the states are plain counters, and the worst a
-/// check interrupted half-way leaves is one request miscounted, which beats failing every
-/// later request of 1/64 of the keys.
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
+/// Locks a shard or a state even if a panic poisoned it: the states are plain counters, and
+/// the worst a check interrupted half-way leaves is one request miscounted, which beats
+/// failing every later request of the key, or of 1/64 of the keys.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -384,6 +478,99 @@ mod tests {
                 .remaining,
             9
         );
+    }
+
+    #[test]
+    fn a_slot_and_the_map_count_into_one_state() {
+        let limiter = LocalLimiter::default();
+        let key = KeyId::generate();
+        let compact = CompactKeyId::from(&key);
+        let slot = Slot::default();
+        let limit = rl(4, 60);
+        assert_eq!(limiter.decide_in(&slot, compact, limit, T0).remaining, 3);
+        // Through the shortcut, and through the map (as a request without the slot would).
+        assert_eq!(
+            limiter.decide_in(&slot, compact, limit, T0 + 1).remaining,
+            2
+        );
+        assert_eq!(limiter.decide(&key, limit, T0 + 2).remaining, 1);
+        assert_eq!(
+            limiter.decide_in(&slot, compact, limit, T0 + 3).remaining,
+            0
+        );
+        assert!(!limiter.decide_in(&slot, compact, limit, T0 + 4).allowed);
+        assert!(!limiter.decide(&key, limit, T0 + 5).allowed);
+        assert_eq!(limiter.stats().keys, 1);
+    }
+
+    #[test]
+    fn a_swept_state_comes_back_through_its_slot_and_is_shared_again() {
+        let limiter = LocalLimiter::default();
+        let key = KeyId::generate();
+        let compact = CompactKeyId::from(&key);
+        let slot = Slot::default();
+        let limit = rl(2, 1);
+        assert!(limiter.decide_in(&slot, compact, limit, T0).allowed);
+        assert_eq!(limiter.sweep(T0 + 1000), 1, "idle after its window");
+        assert_eq!(limiter.stats().keys, 0);
+        // The slot's retired state is put back, reset: the key starts afresh, as it should.
+        assert_eq!(
+            limiter
+                .decide_in(&slot, compact, limit, T0 + 1000)
+                .remaining,
+            1
+        );
+        assert_eq!(limiter.stats().keys, 1);
+        // ...and it is the map's state again: both ways count into it.
+        assert_eq!(limiter.decide(&key, limit, T0 + 1001).remaining, 0);
+        assert!(!limiter.decide_in(&slot, compact, limit, T0 + 1002).allowed);
+    }
+
+    #[test]
+    fn a_slot_whose_state_was_replaced_counts_through_the_map() {
+        let limiter = LocalLimiter::default();
+        let key = KeyId::generate();
+        let compact = CompactKeyId::from(&key);
+        let (old, new) = (Slot::default(), Slot::default());
+        let limit = rl(3, 1);
+        assert!(limiter.decide_in(&old, compact, limit, T0).allowed);
+        limiter.sweep(T0 + 1000);
+        // A newer principal of the key checks first and gets a new state into the map.
+        assert_eq!(
+            limiter.decide_in(&new, compact, limit, T0 + 1000).remaining,
+            2
+        );
+        // The old slot's state is retired: its checks must land in the new one, never beside it.
+        assert_eq!(
+            limiter.decide_in(&old, compact, limit, T0 + 1001).remaining,
+            1
+        );
+        assert_eq!(
+            limiter.decide_in(&new, compact, limit, T0 + 1002).remaining,
+            0
+        );
+        assert!(!limiter.decide_in(&old, compact, limit, T0 + 1003).allowed);
+        assert_eq!(limiter.stats().keys, 1);
+    }
+
+    #[test]
+    fn an_evicted_key_with_a_slot_starts_afresh_and_is_tracked_again() {
+        let limiter = LocalLimiter::new(1);
+        let (a, b) = (KeyId::generate(), KeyId::generate());
+        let slot = Slot::default();
+        let limit = rl(2, 3600);
+        assert!(
+            limiter
+                .decide_in(&slot, CompactKeyId::from(&a), limit, T0)
+                .allowed
+        );
+        assert!(limiter.decide(&b, limit, T0 + 1).allowed);
+        assert_eq!(limiter.stats().evicted_active, 1, "a made room for b");
+        // `a` starts afresh (its slot's state was reset when evicted), within the cap.
+        let d = limiter.decide_in(&slot, CompactKeyId::from(&a), limit, T0 + 2);
+        assert_eq!(d.remaining, 1);
+        assert_eq!(limiter.stats().keys, 1);
+        assert_eq!(limiter.stats().evicted_active, 2, "b made room for a");
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod local;
 mod redis;
 
 pub use self::redis::{RedisLimiter, TimeSource};
-pub use local::{LimiterStats, LocalLimiter, DEFAULT_MAX_KEYS};
+pub use local::{LimiterStats, LocalLimiter, Slot, DEFAULT_MAX_KEYS};
 
 /// Decides whether a key's request may pass, counting it if so.
 ///
@@ -111,16 +111,18 @@ impl Limiter {
 
     /// The decision of the in-process limiter when it is the only one (no Redis): the check
     /// of almost every deployment, made without any `async` state. `None` with Redis: use
-    /// [`RateLimiter::check`].
+    /// [`RateLimiter::check`]. `slot` is where the cached key keeps its state (see
+    /// [`LocalLimiter::decide_in`]).
     pub fn decide_locally(
         &self,
+        slot: &Slot,
         key: CompactKeyId,
         limit: RateLimit,
         now: UnixMillis,
     ) -> Option<Decision> {
         self.shared
             .is_none()
-            .then(|| self.local.decide_compact(key, limit, now))
+            .then(|| self.local.decide_in(slot, key, limit, now))
     }
 
     /// `None` without Redis, else whether Redis is currently reachable.

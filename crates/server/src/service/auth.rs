@@ -58,6 +58,8 @@ pub struct Principal {
     /// The key's id in the compact form the in-process limiter is keyed by, kept here so
     /// that a check does not read the id's text, elsewhere in memory.
     pub compact_id: CompactKeyId,
+    /// Where the in-process limiter keeps this key's state, so a check goes straight to it.
+    pub limiter_slot: crate::limiter::Slot,
 }
 
 impl Principal {
@@ -214,6 +216,7 @@ impl Service {
         Ok(Some(Principal {
             usage: Arc::new(usage),
             compact_id: CompactKeyId::from(&found.key.id),
+            limiter_slot: Default::default(),
             key: found.key,
             agent_name: found.agent_name,
             capabilities: found.agent_capabilities,
