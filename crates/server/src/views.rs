@@ -406,9 +406,7 @@ impl WhoamiTemplate {
 
     /// The answer for `p` at `now`, or `None` when the key's status changed since rendering.
     pub fn body(&self, p: &Principal, now: UnixMillis) -> Option<Vec<u8>> {
-        let k = &p.key;
-        let status = KeyStatus::of(k.revoked_at, k.expires_at, k.rolled_to.is_some(), now);
-        if status != self.status {
+        if p.standing().status(now) != self.status {
             return None;
         }
         // `"2026-11-22T07:58:24.331Z"`: 26 bytes.
@@ -725,10 +723,8 @@ mod tests {
 
     fn principal(name: &str, expires_at: Option<UnixMillis>) -> Principal {
         let (id, org, agent) = (KeyId::generate(), OrgId::generate(), AgentId::generate());
-        let usage = crate::recorder::UsageCell::new(org.clone(), agent.clone(), id.clone());
-        let compact_id = keyward_core::CompactKeyId::from(&id);
-        Principal {
-            key: KeyRecord {
+        Principal::new(
+            KeyRecord {
                 id,
                 org,
                 agent,
@@ -753,12 +749,12 @@ mod tests {
                 rolled_to: None,
             },
             // Names a client chose may hold anything, the field's own name included.
-            agent_name: "agent \"last_used_at\":null,".to_string(),
-            capabilities: CapabilitySet::from_stored(["keys:read", "content:read"]),
-            agent_deleted: false,
-            org_name: ",\"last_used_at\":null, ünïcode".to_string(),
-            org_slug: "acme".to_string(),
-            plan: Plan {
+            "agent \"last_used_at\":null,".to_string(),
+            CapabilitySet::from_stored(["keys:read", "content:read"]),
+            false,
+            ",\"last_used_at\":null, ünïcode".to_string(),
+            "acme".to_string(),
+            Plan {
                 name: "pro".to_string(),
                 api_access: true,
                 rate_limit: RateLimit {
@@ -767,11 +763,7 @@ mod tests {
                 },
                 max_keys: None,
             },
-            whoami: std::sync::OnceLock::new(),
-            usage: std::sync::Arc::new(usage),
-            compact_id,
-            limiter_slot: Default::default(),
-        }
+        )
     }
 
     #[test]

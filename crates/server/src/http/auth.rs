@@ -222,10 +222,7 @@ async fn consume_at(
     principal: &Principal,
     now: UnixMillis,
 ) -> Result<(Decision, RateLimit), ApiError> {
-    let limit = principal
-        .key
-        .rate_limit
-        .unwrap_or(principal.plan.rate_limit);
+    let limit = principal.standing().limit;
     let key = &principal.key.id;
     let decided = match state.limiter.decide_locally(
         &principal.limiter_slot,
