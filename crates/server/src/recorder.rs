@@ -33,21 +33,6 @@ impl Outcome {
             _ => Outcome::Other,
         }
     }
-
-    fn counts(self) -> Counts {
-        let mut c = Counts {
-            requests: 1,
-            ..Counts::default()
-        };
-        match self {
-            Outcome::Success => c.success = 1,
-            Outcome::ClientError => c.client_errors = 1,
-            Outcome::RateLimited => c.rate_limited = 1,
-            Outcome::ServerError => c.server_errors = 1,
-            Outcome::Other => {}
-        }
-        c
-    }
 }
 
 /// What one key did since the last flush.
@@ -67,31 +52,91 @@ type PerKeys = HashMap<CompactKeyId, PerKey, RandomState>;
 /// request has just read, instead of a shared map whose entries for thousands of keys do not
 /// stay in the processor's cache; the recorder only hears of a cell on its first request
 /// after a flush.
+///
+/// Laid out so that a request's count touches one cache line: the cell starts a line (its
+/// reference counts sit on the one before), with its lock and everything a count changes;
+/// the counts of earlier minutes and the ids come after.
+#[repr(C, align(64))]
 pub struct UsageCell {
+    counting: Mutex<Counting>,
     org: OrgId,
     agent: AgentId,
     key: KeyId,
-    counting: Mutex<Counting>,
 }
 
+/// `repr(C)`: what every count changes first, the rest after.
+#[repr(C)]
 #[derive(Default)]
 struct Counting {
+    /// The minute `current` counts; `None` until the first count after a flush.
+    minute: Option<UnixMillis>,
+    last_used: UnixMillis,
+    /// The counts of the latest minute seen (almost every request adds here), in 32 bits:
+    /// one key cannot make four billion requests between two flushes a second apart.
+    current: Tally,
     /// In the recorder's list of cells to drain at the next flush.
     queued: bool,
-    /// The counts of the latest minute seen (held inline: almost every request adds here).
-    current: Option<(UnixMillis, Counts)>,
     /// Other minutes since the last flush: the one before, across a minute's end.
     earlier: Vec<(UnixMillis, Counts)>,
-    last_used: UnixMillis,
+}
+
+/// [`Counts`] in 32 bits, so that a cell's counting fits the line it shares.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    requests: u32,
+    success: u32,
+    client_errors: u32,
+    rate_limited: u32,
+    server_errors: u32,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Outcome) {
+        let one = |n: &mut u32| *n = n.saturating_add(1);
+        one(&mut self.requests);
+        match outcome {
+            Outcome::Success => one(&mut self.success),
+            Outcome::ClientError => one(&mut self.client_errors),
+            Outcome::RateLimited => one(&mut self.rate_limited),
+            Outcome::ServerError => one(&mut self.server_errors),
+            Outcome::Other => {}
+        }
+    }
+
+    fn counts(self) -> Counts {
+        Counts {
+            requests: self.requests.into(),
+            success: self.success.into(),
+            client_errors: self.client_errors.into(),
+            rate_limited: self.rate_limited.into(),
+            server_errors: self.server_errors.into(),
+        }
+    }
+}
+
+const _: () = assert!(
+    size_of::<Mutex<Counting>>() - size_of::<Vec<(UnixMillis, Counts)>>() <= 64,
+    "a count touches one line"
+);
+
+impl Counting {
+    /// Takes the counts of every minute, leaving none.
+    fn take_minutes(&mut self) -> Vec<(UnixMillis, Counts)> {
+        let mut minutes = std::mem::take(&mut self.earlier);
+        if let Some(minute) = self.minute.take() {
+            minutes.push((minute, std::mem::take(&mut self.current).counts()));
+        }
+        minutes
+    }
 }
 
 impl UsageCell {
     pub fn new(org: OrgId, agent: AgentId, key: KeyId) -> Self {
         Self {
+            counting: Mutex::new(Counting::default()),
             org,
             agent,
             key,
-            counting: Mutex::new(Counting::default()),
         }
     }
 
@@ -102,9 +147,7 @@ impl UsageCell {
                 return;
             };
             c.queued = false;
-            let mut minutes = std::mem::take(&mut c.earlier);
-            minutes.extend(c.current.take());
-            (minutes, c.last_used)
+            (c.take_minutes(), c.last_used)
         };
         if minutes.is_empty() {
             return;
@@ -249,20 +292,19 @@ impl UsageRecorder {
     /// key's own cell.
     pub fn record(&self, cell: &Arc<UsageCell>, at: UnixMillis, outcome: Outcome) {
         let minute = Granularity::Minute.floor(at);
-        let counts = outcome.counts();
         let newly_counted = {
             let Ok(mut c) = cell.counting.lock() else {
                 return;
             };
             c.last_used = c.last_used.max(at);
-            match &mut c.current {
-                Some((m, current)) if *m == minute => current.add(&counts),
-                current => {
-                    if let Some((m, earlier)) = current.replace((minute, counts)) {
-                        add_minute(&mut c.earlier, m, &earlier);
-                    }
+            if c.minute != Some(minute) {
+                // A new minute (or the first count since a flush): the one before moves aside.
+                if let Some(before) = c.minute.replace(minute) {
+                    let counts = std::mem::take(&mut c.current).counts();
+                    add_minute(&mut c.earlier, before, &counts);
                 }
             }
+            c.current.add(outcome);
             !std::mem::replace(&mut c.queued, true)
         };
         // Once per key between flushes; the cell's lock is released first, so the recorder's

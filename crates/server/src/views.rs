@@ -379,8 +379,8 @@ pub struct WhoamiTemplate {
     status: KeyStatus,
     /// Up to and including `"last_used_at":`.
     head: Vec<u8>,
-    /// From the comma that follows its value.
-    tail: Vec<u8>,
+    /// From the comma that follows its value: see [`shared_tail`].
+    tail: std::sync::Arc<[u8]>,
 }
 
 impl WhoamiTemplate {
@@ -400,7 +400,7 @@ impl WhoamiTemplate {
         Some(Self {
             status: view.key.status,
             head: json[..at].to_vec(),
-            tail: json[at + NULL.len()..].to_vec(),
+            tail: shared_tail(&json[at + NULL.len()..]),
         })
     }
 
@@ -418,6 +418,30 @@ impl WhoamiTemplate {
         body.extend_from_slice(&self.tail);
         Some(body)
     }
+}
+
+/// What follows `last_used_at` in a `whoami` answer (the key's roll links, its agent,
+/// organization, plan and capabilities) is the same for most keys of an agent. The last one
+/// made on this thread is reused when equal, so such keys share one copy: a request then reads
+/// it from the processor's cache instead of reading each key's own copy from memory.
+fn shared_tail(tail: &[u8]) -> std::sync::Arc<[u8]> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<std::sync::Arc<[u8]>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return std::sync::Arc::from(tail);
+        };
+        match &*last {
+            Some(shared) if **shared == *tail => shared.clone(),
+            _ => {
+                let made: std::sync::Arc<[u8]> = std::sync::Arc::from(tail);
+                *last = Some(made.clone());
+                made
+            }
+        }
+    })
 }
 
 /// Calls `f` with [`rfc3339`] of `ms`. The text of the last millisecond asked for is kept per
@@ -779,6 +803,33 @@ mod tests {
                 let expected = serde_json::to_vec(&WhoamiView::new(&p, now)).unwrap();
                 assert_eq!(template.body(&p, now), Some(expected), "name {name:?}");
             }
+        }
+    }
+
+    #[test]
+    fn keys_of_one_agent_share_the_answers_tail_and_each_renders_exactly() {
+        let a = principal("a", None);
+        let mut key = a.key.clone();
+        key.id = KeyId::generate();
+        key.name = "b".to_string();
+        let b = Principal::new(
+            key,
+            a.agent_name.clone(),
+            a.capabilities.clone(),
+            false,
+            a.org_name.clone(),
+            a.org_slug.clone(),
+            a.plan.clone(),
+        );
+        let other = principal("c", None);
+        let ta = WhoamiTemplate::new(&a, 0).expect("template");
+        let tb = WhoamiTemplate::new(&b, 0).expect("template");
+        let tc = WhoamiTemplate::new(&other, 0).expect("template");
+        assert!(std::sync::Arc::ptr_eq(&ta.tail, &tb.tail));
+        assert!(!std::sync::Arc::ptr_eq(&ta.tail, &tc.tail));
+        for (p, t) in [(&a, &ta), (&b, &tb), (&other, &tc)] {
+            let expected = serde_json::to_vec(&WhoamiView::new(p, 5)).unwrap();
+            assert_eq!(t.body(p, 5), Some(expected));
         }
     }
 
