@@ -111,8 +111,9 @@ impl Tracked {
 ///
 /// Set once. If the state is retired and the key's next check finds the map without a state
 /// for it, the retired one is put back (reset, so the key starts afresh as a new state would);
-/// if another state took its place meanwhile (a newer principal of the same key), this slot
-/// stops being a shortcut and each check goes through the map.
+/// if another state took its place meanwhile (a newer principal of the same key), each check
+/// of this slot goes through the map, until that other state is retired in turn and this
+/// one comes back.
 #[derive(Clone, Default)]
 pub struct Slot(OnceLock<Shared>);
 
@@ -195,8 +196,10 @@ impl LocalLimiter {
         let mut shard = lock(self.shard_of(&key));
         if let Some(shared) = shard.states.get(&key) {
             let shared = shared.clone();
-            drop(shard);
+            // Checked before the shard is let go: only a holder of the shard's lock retires a
+            // state, so this one is still the key's current state when it counts.
             let decision = shared.lock().check(limit, now);
+            drop(shard);
             let _ = slot.0.set(shared);
             return decision;
         }
@@ -571,6 +574,45 @@ mod tests {
         assert_eq!(d.remaining, 1);
         assert_eq!(limiter.stats().keys, 1);
         assert_eq!(limiter.stats().evicted_active, 2, "b made room for a");
+    }
+
+    /// Requests of one key from several threads, each with its own slot (as several cached
+    /// principals of the key would be), while a sweeper retires each window's state as soon
+    /// as it is idle: within each window no more than `limit` may be admitted in all.
+    #[test]
+    fn slots_racing_the_sweeper_never_admit_more_than_the_limit() {
+        let limiter = Arc::new(LocalLimiter::default());
+        let compact = CompactKeyId::from(&KeyId::generate());
+        let limit = rl(20, 1);
+        for window in 0..100 {
+            let now = T0 + window * 1000;
+            let admitted = std::thread::scope(|scope| {
+                let sweeper = scope.spawn(|| {
+                    for _ in 0..50 {
+                        limiter.sweep(now);
+                    }
+                });
+                let counters: Vec<_> = (0..4)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let slot = Slot::default();
+                            (0..15)
+                                .filter(|_| limiter.decide_in(&slot, compact, limit, now).allowed)
+                                .count()
+                        })
+                    })
+                    .collect();
+                sweeper.join().unwrap();
+                counters
+                    .into_iter()
+                    .map(|c| c.join().unwrap())
+                    .sum::<usize>()
+            });
+            assert_eq!(
+                admitted, 20,
+                "window {window}: exactly the limit of 60 requests"
+            );
+        }
     }
 
     #[test]
