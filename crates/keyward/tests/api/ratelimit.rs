@@ -204,3 +204,54 @@ async fn keys_may_not_raise_their_rate_above_the_plan_but_operators_may() {
         "5000"
     );
 }
+
+/// JSON answers get their headers from a map laid out once per limit (content type, the
+/// rate-limit headers, a slot for the request id): each header appears once, with this
+/// request's values, and the request id is filled in (the client's own when acceptable).
+#[tokio::test]
+async fn laid_out_answers_carry_each_header_once_with_this_requests_values() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme", "pro", ALL).await;
+    let key = limited_key(&app, &t.org, "Three", 3, 60).await;
+    let mut ids = Vec::new();
+    for (i, path) in ["/v1/whoami", "/v1/blogs", "/v1/whoami"].iter().enumerate() {
+        let r = app.get(path, &key).await;
+        r.expect(200, "");
+        for name in [
+            "content-type",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+            "ratelimit-policy",
+            "ratelimit",
+            "x-request-id",
+        ] {
+            assert_eq!(r.headers.get_all(name).iter().count(), 1, "{path}: {name}");
+        }
+        assert_eq!(r.header("content-type"), "application/json");
+        let remaining = (2 - i).to_string();
+        assert_eq!(r.header("x-ratelimit-remaining"), remaining, "{path}");
+        assert!(r
+            .header("ratelimit")
+            .starts_with(&format!("\"default\";r={remaining};t=")));
+        assert_eq!(r.header("ratelimit-policy"), "\"default\";q=3;w=60");
+        assert!(r.header("x-request-id").starts_with("req_"), "{path}");
+        ids.push(r.header("x-request-id").to_string());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "a new id for every request");
+
+    let r = app
+        .client
+        .get(app.url("/v1/whoami"))
+        .header("Authorization", format!("Bearer {key}"))
+        .header("X-Request-Id", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    let r = crate::helpers::Reply::from(r).await;
+    r.expect(429, "rate_limited");
+    assert_eq!(r.headers.get_all("x-request-id").iter().count(), 1);
+    assert_eq!(r.header("x-request-id"), "trace-42");
+    assert_eq!(r.header("x-ratelimit-remaining"), "0");
+}

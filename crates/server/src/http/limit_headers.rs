@@ -106,12 +106,34 @@ impl Changing {
 }
 
 /// The values of `X-RateLimit-Limit` and `RateLimit-Policy`, which depend on the limit alone.
+/// Almost every key shares its plan's limit, so the last pair made is kept per thread: the
+/// answers that are not laid out (429s, forward auth, ...) take two reference counts instead
+/// of formatting and checking both.
 fn constant_values(shown: u64, limit: RateLimit) -> (HeaderValue, HeaderValue) {
-    let policy = format!("\"default\";q={};w={}", limit.limit, limit.window_seconds);
-    (
-        HeaderValue::from(shown),
-        HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("\"default\"")),
-    )
+    type Made = Option<((u64, RateLimit), (HeaderValue, HeaderValue))>;
+    thread_local! {
+        static LAST: RefCell<Made> = const { RefCell::new(None) };
+    }
+    let make = || {
+        let policy = format!("\"default\";q={};w={}", limit.limit, limit.window_seconds);
+        (
+            HeaderValue::from(shown),
+            HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("\"default\"")),
+        )
+    };
+    LAST.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return make();
+        };
+        match &*last {
+            Some((made_for, values)) if *made_for == (shown, limit) => values.clone(),
+            _ => {
+                let values = make();
+                *last = Some(((shown, limit), values.clone()));
+                values
+            }
+        }
+    })
 }
 
 /// A JSON answer's headers for one limit, with placeholders where values change per request.

@@ -92,7 +92,8 @@ pub fn finish(mut response: Response, id: RequestId) -> Response {
 }
 
 /// Sets `X-Request-Id`: in the slot that laid-out answers keep for it
-/// ([`super::limit_headers`]), found by comparing names, else as a new header.
+/// ([`super::limit_headers`]), found by comparing names, else as a new header. Only this
+/// function writes the header, so there is never more than one value to replace.
 fn put_id(headers: &mut HeaderMap, id: HeaderValue) {
     match headers.iter_mut().find(|(name, _)| **name == X_REQUEST_ID) {
         Some((_, slot)) => *slot = id,

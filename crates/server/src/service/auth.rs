@@ -44,9 +44,10 @@ impl From<AuthFailure> for Refusal {
 /// An authenticated key and everything the request needs to know about it. Built by
 /// [`Principal::new`] and not changed after: the key cache shares it between requests.
 ///
-/// `repr(C)`, with what every request reads first: the limiter's and the recorder's handles
-/// share the allocation's first cache line with its reference counts, and [`Standing`] and
-/// the `whoami` answer follow, instead of being spread over the dozen lines the whole takes.
+/// `repr(C)`, with what every request reads first, right after the allocation's reference
+/// counts (which taking a handle to it touches anyway): the compact id, the limiter's and the
+/// recorder's handles, [`Standing`] and the `whoami` answer, in the first three or four cache
+/// lines instead of spread over the dozen the whole takes.
 #[derive(Clone, Debug)]
 #[repr(C)]
 pub struct Principal {
