@@ -134,6 +134,20 @@ def median_run(runs):
     return sorted(runs, key=lambda r: r["cpu_us_per_req"])[len(runs) // 2]
 
 
+def alternated(rounds, baseline, measured, describe):
+    """`rounds` rounds of one `baseline()` run and one `measured()` run, so that a slow stretch
+    of the machine weighs on both. Returns the median run of each and each round's ratios
+    (measured ÷ baseline) of CPU per request and of requests per second."""
+    base_runs, runs = [], []
+    for i in range(rounds):
+        base_runs.append(baseline())
+        runs.append(measured())
+        log(describe(i + 1, base_runs[-1], runs[-1]))
+    ratios = [{"cpu_ratio": m["cpu_us_per_req"] / b["cpu_us_per_req"], "rps_ratio": m["rps"] / b["rps"]}
+              for b, m in zip(base_runs, runs)]
+    return median_run(base_runs), median_run(runs), ratios
+
+
 def parse_wrk_latency(out, percentile):
     m = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
     if not m:
@@ -315,17 +329,13 @@ def main():
     # The comparison that the targets are about, in rounds that alternate the ceiling and
     # keyward (both servers stay up on CPU 0; only the one driven works), so that a slow
     # stretch of the machine weighs on both: the medians are reported, and each round's ratio.
-    ceilings, valids = [], []
-    for i in range(a.rounds):
-        ceilings.append(wrk(hello, "/v1/whoami", keys_file, a.duration, 200))
-        valids.append(wrk(server, "/v1/whoami", keys_file, a.duration, 200))
-        log(f"round {i + 1}: hello-world {ceilings[-1]['cpu_us_per_req']:.2f} µs CPU/req, "
-            f"whoami valid {valids[-1]['cpu_us_per_req']:.2f} µs CPU/req")
+    results["hello"], results["keyward_10k"]["valid"], results["rounds"] = alternated(
+        a.rounds,
+        lambda: wrk(hello, "/v1/whoami", keys_file, a.duration, 200),
+        lambda: wrk(server, "/v1/whoami", keys_file, a.duration, 200),
+        lambda i, c, v: f"round {i}: hello-world {c['cpu_us_per_req']:.2f} µs CPU/req, "
+                        f"whoami valid {v['cpu_us_per_req']:.2f} µs CPU/req")
     hello.stop()
-    results["hello"] = median_run(ceilings)
-    results["keyward_10k"]["valid"] = median_run(valids)
-    results["rounds"] = [{"cpu_ratio": v["cpu_us_per_req"] / c["cpu_us_per_req"], "rps_ratio": v["rps"] / c["rps"]}
-                         for c, v in zip(ceilings, valids)]
     log(f"hello-world: {results['hello']['rps']:.0f} req/s, {results['hello']['cpu_us_per_req']:.2f} µs CPU/req "
         f"(bare wrk: {results['hello_bare_wrk']['rps']:.0f} req/s, "
         f"{results['hello_bare_wrk']['cpu_us_per_req']:.2f} µs CPU/req)")
@@ -371,17 +381,13 @@ def main():
         wrk(server, "/v1/whoami", keys_file, 3, 200)
         # Against the 10 000-key server, in alternating rounds as for the ceiling: one run
         # each would compare two moments of a noisy machine as much as two key counts.
-        small_runs, big_runs = [], []
-        for i in range(a.rounds):
-            small_runs.append(wrk(server, "/v1/whoami", keys_file, a.duration, 200))
-            big_runs.append(wrk(big, "/v1/whoami", hot, a.duration, 200))
-            log(f"scale round {i + 1}: 10 000 keys {small_runs[-1]['rps']:.0f} req/s, "
-                f"hot 10 000 of {a.scale} {big_runs[-1]['rps']:.0f} req/s")
+        scale["valid_10k_alternated"], scale["valid_hot"], scale["rounds"] = alternated(
+            a.rounds,
+            lambda: wrk(server, "/v1/whoami", keys_file, a.duration, 200),
+            lambda: wrk(big, "/v1/whoami", hot, a.duration, 200),
+            lambda i, s, b: f"scale round {i}: 10 000 keys {s['rps']:.0f} req/s, "
+                            f"hot 10 000 of {a.scale} {b['rps']:.0f} req/s")
         server.stop()
-        scale["valid_hot"] = median_run(big_runs)
-        scale["valid_10k_alternated"] = median_run(small_runs)
-        scale["rounds"] = [{"rps_ratio": b["rps"] / s["rps"], "cpu_ratio": b["cpu_us_per_req"] / s["cpu_us_per_req"]}
-                           for s, b in zip(small_runs, big_runs)]
         scale["rss_mib"] = big.rss_mib()
         scale["unknown_all_different"] = wrk(big, "/v1/whoami", os.path.join(scale_work, "unknown.txt"), a.duration, 401)
         scale["rss_after_unknown_mib"] = big.rss_mib()
