@@ -35,7 +35,11 @@ pub fn write(headers: &mut HeaderMap, d: &Decision, limit: RateLimit, now: UnixM
     match laid_out {
         Some(map) => *headers = map,
         None => {
-            let (limit_value, policy_value) = constant_values(d.limit, limit);
+            // The layout holds the two values that depend on the limit alone: reused here too.
+            let (limit_value, policy_value) = with_layout(d.limit, limit, |layout| {
+                (layout.limit_value.clone(), layout.policy_value.clone())
+            })
+            .unwrap_or_else(|| constant_values(d.limit, limit));
             headers.insert(X_RATELIMIT_LIMIT.clone(), limit_value);
             headers.insert(X_RATELIMIT_REMAINING.clone(), values.remaining());
             headers.insert(X_RATELIMIT_RESET.clone(), values.reset());
@@ -106,34 +110,12 @@ impl Changing {
 }
 
 /// The values of `X-RateLimit-Limit` and `RateLimit-Policy`, which depend on the limit alone.
-/// Almost every key shares its plan's limit, so the last pair made is kept per thread: the
-/// answers that are not laid out (429s, forward auth, ...) take two reference counts instead
-/// of formatting and checking both.
 fn constant_values(shown: u64, limit: RateLimit) -> (HeaderValue, HeaderValue) {
-    type Made = Option<((u64, RateLimit), (HeaderValue, HeaderValue))>;
-    thread_local! {
-        static LAST: RefCell<Made> = const { RefCell::new(None) };
-    }
-    let make = || {
-        let policy = format!("\"default\";q={};w={}", limit.limit, limit.window_seconds);
-        (
-            HeaderValue::from(shown),
-            HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("\"default\"")),
-        )
-    };
-    LAST.with(|last| {
-        let Ok(mut last) = last.try_borrow_mut() else {
-            return make();
-        };
-        match &*last {
-            Some((made_for, values)) if *made_for == (shown, limit) => values.clone(),
-            _ => {
-                let values = make();
-                *last = Some(((shown, limit), values.clone()));
-                values
-            }
-        }
-    })
+    let policy = format!("\"default\";q={};w={}", limit.limit, limit.window_seconds);
+    (
+        HeaderValue::from(shown),
+        HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("\"default\"")),
+    )
 }
 
 /// A JSON answer's headers for one limit, with placeholders where values change per request.
@@ -141,6 +123,9 @@ struct Layout {
     /// The limit shown and the limit the layout was made for.
     made_for: (u64, RateLimit),
     map: HeaderMap,
+    /// `X-RateLimit-Limit` and `RateLimit-Policy`, also for the answers not laid out.
+    limit_value: HeaderValue,
+    policy_value: HeaderValue,
     /// Positions, in the map's iteration order, of the values set per request. They are
     /// found in the map once it is built, not assumed: a copy iterates in the same order.
     remaining: usize,
@@ -154,10 +139,10 @@ impl Layout {
         let placeholder = HeaderValue::from_static("");
         let mut map = HeaderMap::with_capacity(7);
         map.insert(CONTENT_TYPE, JSON.clone());
-        map.insert(X_RATELIMIT_LIMIT.clone(), limit_value);
+        map.insert(X_RATELIMIT_LIMIT.clone(), limit_value.clone());
         map.insert(X_RATELIMIT_REMAINING.clone(), placeholder.clone());
         map.insert(X_RATELIMIT_RESET.clone(), placeholder.clone());
-        map.insert(RATELIMIT_POLICY.clone(), policy_value);
+        map.insert(RATELIMIT_POLICY.clone(), policy_value.clone());
         map.insert(RATELIMIT.clone(), placeholder.clone());
         map.insert(X_REQUEST_ID.clone(), placeholder);
         let position = |wanted: &HeaderName| map.keys().position(|name| name == wanted);
@@ -167,6 +152,8 @@ impl Layout {
             reset: position(&X_RATELIMIT_RESET)?,
             ratelimit: position(&RATELIMIT)?,
             map,
+            limit_value,
+            policy_value,
         })
     }
 
@@ -187,7 +174,8 @@ impl Layout {
 }
 
 /// Calls `f` with this thread's layout for the limit, made first if the last one was for
-/// another limit. Almost every key shares its plan's limit, so it is rarely remade.
+/// another limit. Almost every key shares its plan's limit, so it is rarely remade, and an
+/// answer takes reference counts instead of formatting and checking values.
 fn with_layout<R>(shown: u64, limit: RateLimit, f: impl FnOnce(&Layout) -> R) -> Option<R> {
     thread_local! {
         static LAST: RefCell<Option<Layout>> = const { RefCell::new(None) };
