@@ -746,12 +746,11 @@ mod tests {
     use keyward_store::keys::ActorRef;
 
     fn principal(name: &str, expires_at: Option<UnixMillis>) -> Principal {
-        let (id, org, agent) = (KeyId::generate(), OrgId::generate(), AgentId::generate());
         Principal::new(
             KeyRecord {
-                id,
-                org,
-                agent,
+                id: KeyId::generate(),
+                org: OrgId::generate(),
+                agent: AgentId::generate(),
                 name: name.to_string(),
                 hint: "kw_ab…yz".to_string(),
                 hash: KeyHash::from_digest(&[7; 32]),

@@ -95,10 +95,6 @@ struct Tracked {
 }
 
 impl Tracked {
-    fn check(&mut self, limit: RateLimit, now: UnixMillis) -> Decision {
-        self.state.check(limit, now)
-    }
-
     /// Marks the state as out of the map and gives back its memory: a slot may keep it for
     /// as long as its key stays cached, so only the empty shell stays.
     fn retire(&mut self) {
@@ -189,7 +185,7 @@ impl LocalLimiter {
         if let Some(shared) = slot.0.get() {
             let mut tracked = shared.lock();
             if !tracked.retired {
-                return tracked.check(limit, now);
+                return tracked.state.check(limit, now);
             }
         }
         // Lock order: the shard, then a state; the shortcut above takes a state alone.
@@ -198,7 +194,7 @@ impl LocalLimiter {
             let shared = shared.clone();
             // Checked before the shard is let go: only a holder of the shard's lock retires a
             // state, so this one is still the key's current state when it counts.
-            let decision = shared.lock().check(limit, now);
+            let decision = shared.lock().state.check(limit, now);
             drop(shard);
             let _ = slot.0.set(shared);
             return decision;
@@ -211,7 +207,7 @@ impl LocalLimiter {
             })))
         });
         let mut tracked = shared.lock();
-        let decision = tracked.check(limit, now);
+        let decision = tracked.state.check(limit, now);
         // Nothing counted (a limit of 0) is the same as a fresh state: nothing to keep.
         if tracked.state.is_idle(now) {
             tracked.state = WindowState::new();

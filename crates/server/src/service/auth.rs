@@ -64,8 +64,6 @@ pub struct Principal {
     pub key: KeyRecord,
     pub agent_name: String,
     pub capabilities: CapabilitySet,
-    /// The agent was deleted: its keys answer `revoked_api_key`.
-    pub agent_deleted: bool,
     pub org_name: String,
     pub org_slug: String,
     pub plan: Plan,
@@ -80,7 +78,7 @@ pub struct Standing {
     /// The limit that applies: the key's own, else its plan's.
     pub limit: RateLimit,
     rolled: bool,
-    /// The agent was deleted.
+    /// The agent was deleted: its keys answer `revoked_api_key`.
     pub agent_deleted: bool,
     /// The plan allows API access.
     pub api_access: bool,
@@ -122,7 +120,6 @@ impl Principal {
             key,
             agent_name,
             capabilities,
-            agent_deleted,
             org_name,
             org_slug,
             plan,
