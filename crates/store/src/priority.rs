@@ -24,24 +24,28 @@ const THREAD_NAME: &str = "sqlx-sqlite-wor";
 /// after each new connection (it reads a few files under `/proc`).
 #[cfg(target_os = "linux")]
 pub(crate) fn lower_sqlite_threads() {
-    use rustix::process::{getpriority_process, setpriority_process, Pid};
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return;
-    };
-    for task in tasks.flatten() {
-        let named = std::fs::read_to_string(task.path().join("comm"))
-            .is_ok_and(|comm| comm.starts_with(THREAD_NAME));
-        let tid = task
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok());
-        if let (true, Some(pid)) = (named, tid.and_then(Pid::from_raw)) {
-            // Raising a nice value needs no privilege; a failure only leaves it as it was.
-            if getpriority_process(Some(pid)).is_ok_and(|nice| nice < NICE) {
-                let _ = setpriority_process(Some(pid), NICE);
-            }
+    use rustix::process::{getpriority_process, setpriority_process};
+    for pid in sqlite_threads() {
+        // Raising a nice value needs no privilege; a failure only leaves it as it was.
+        if getpriority_process(Some(pid)).is_ok_and(|nice| nice < NICE) {
+            let _ = setpriority_process(Some(pid), NICE);
         }
     }
+}
+
+/// The ids of this process' SQLite worker threads, found by name.
+#[cfg(target_os = "linux")]
+fn sqlite_threads() -> impl Iterator<Item = rustix::process::Pid> {
+    let tasks = std::fs::read_dir("/proc/self/task").into_iter().flatten();
+    tasks.flatten().filter_map(|task| {
+        let named = std::fs::read_to_string(task.path().join("comm"))
+            .is_ok_and(|comm| comm.starts_with(THREAD_NAME));
+        let tid = task.file_name().to_str()?.parse::<i32>().ok();
+        named
+            .then_some(tid)
+            .flatten()
+            .and_then(rustix::process::Pid::from_raw)
+    })
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -50,23 +54,11 @@ pub(crate) fn lower_sqlite_threads() {}
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use rustix::process::{getpriority_process, Pid};
+    use rustix::process::getpriority_process;
 
     fn lowered_threads() -> usize {
-        let tasks = std::fs::read_dir("/proc/self/task").expect("/proc");
-        tasks
-            .flatten()
-            .filter(|task| {
-                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-                let pid = task
-                    .file_name()
-                    .to_str()
-                    .and_then(|s| s.parse().ok())
-                    .and_then(Pid::from_raw);
-                comm.starts_with(THREAD_NAME)
-                    && pid
-                        .is_some_and(|pid| getpriority_process(Some(pid)).is_ok_and(|n| n >= NICE))
-            })
+        sqlite_threads()
+            .filter(|&pid| getpriority_process(Some(pid)).is_ok_and(|n| n >= NICE))
             .count()
     }
 
