@@ -4,12 +4,14 @@
 //! Everything here is plain data and arithmetic: the API key format (generation, parsing,
 //! checksum, hashing, display hints), the capability catalog and its subset rules, forward-auth route rules, typed
 //! prefixed identifiers, plans, rate-limit arithmetic and human durations. Nothing here does
-//! I/O, reads the clock or is async; callers pass the current time in.
+//! I/O, reads the clock or is async; callers pass the current time in. ([`hint`] asks the
+//! processor to fetch memory early, which changes no result.)
 
 pub mod base62;
 pub mod capability;
 pub mod duration;
 pub mod forward;
+pub mod hint;
 pub mod id;
 pub mod key;
 pub mod plan;

@@ -171,6 +171,9 @@ impl WindowState {
     fn check_with(&mut self, limit: RateLimit, now: UnixMillis, exact_max: u64) -> Decision {
         let window = window_ms(limit.window_seconds);
         let now_bounded = now.clamp(-TIME_BOUND, TIME_BOUND);
+        if let Counter::Buckets(buckets) = &self.counter {
+            buckets.prefetch(window, now_bounded);
+        }
         if now_bounded < self.latest.saturating_sub(window) {
             *self = Self::new();
         }
@@ -416,6 +419,15 @@ impl SubBuckets {
             reset_at,
             retry_at,
         }
+    }
+
+    /// Asks for the two lines a check at `now` reads: the fields above the ring, and the bucket
+    /// the request counts in. Its slot is found from the window rather than from `width`, so
+    /// the two are fetched together instead of one after the other. (Should the width not fit
+    /// the window, the state is rebuilt and the hint was merely wasted.)
+    fn prefetch(&self, window: i64, now: UnixMillis) {
+        crate::hint::prefetch(self);
+        crate::hint::prefetch(&self.counts[slot(now.div_euclid(bucket_width(window)))]);
     }
 
     /// Moves the head to bucket `newest`, emptying the slots it reuses.

@@ -404,6 +404,11 @@ impl WhoamiTemplate {
         })
     }
 
+    /// Asks for the lines of the key's own part of the answer (the shared tail stays cached).
+    pub fn prefetch(&self) {
+        keyward_core::hint::prefetch_bytes(&self.head);
+    }
+
     /// The answer for `p` at `now`, or `None` when the key's status changed since rendering.
     pub fn body(&self, p: &Principal, now: UnixMillis) -> Option<Vec<u8>> {
         if p.standing().status(now) != self.status {

@@ -25,6 +25,7 @@ use axum::Router;
 use tower::ServiceExt;
 
 use super::{auth, observed, request_id, v1, ApiError, AppState};
+use crate::service::Principal;
 
 /// The route answered without the router, as the metrics label it.
 const WHOAMI: &str = "/v1/whoami";
@@ -96,7 +97,7 @@ pub async fn gate(state: AppState, mut req: Request, app: Router) -> Response {
 
 /// `GET /v1/whoami`, as the router would answer it.
 async fn whoami(state: &AppState, req: Request) -> Response {
-    let admission = match auth::admit(state, req.headers()).await {
+    let admission = match auth::admit_then(state, req.headers(), Principal::prefetch_whoami).await {
         Ok(admission) => admission,
         Err(refusal) => return refusal,
     };

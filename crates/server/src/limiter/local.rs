@@ -113,6 +113,16 @@ impl Tracked {
 #[derive(Clone, Default)]
 pub struct Slot(OnceLock<Shared>);
 
+impl Slot {
+    /// Asks for the line of the key's state, once the slot holds it (see
+    /// [`keyward_core::hint`]).
+    pub fn prefetch(&self) {
+        if let Some(shared) = self.0.get() {
+            keyward_core::hint::prefetch(&**shared);
+        }
+    }
+}
+
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.get().is_some() {

@@ -126,6 +126,26 @@ impl Principal {
         }
     }
 
+    /// Asks for the lines of the key's state that admitting and counting a request read next:
+    /// the limiter's state and the usage counts, which a key's first request after a while
+    /// finds out of the processor's caches. Fetched together, their waits overlap instead of
+    /// adding up (see [`keyward_core::hint`]).
+    pub fn prefetch_state(&self) {
+        // This principal's own lines that are read next (the first one is in already: taking
+        // the handle wrote its reference count), then the lines its handles point to.
+        keyward_core::hint::prefetch(&self.standing);
+        keyward_core::hint::prefetch(&self.whoami);
+        self.limiter_slot.prefetch();
+        keyward_core::hint::prefetch(&*self.usage);
+    }
+
+    /// Asks for the key's own part of its `whoami` answer, if rendered already.
+    pub fn prefetch_whoami(&self) {
+        if let Some(Some(template)) = self.whoami.get() {
+            template.prefetch();
+        }
+    }
+
     /// What admitting a request needs of the key.
     pub fn standing(&self) -> &Standing {
         &self.standing
