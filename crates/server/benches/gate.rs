@@ -26,6 +26,11 @@ use keyward_store::keys::{self, ActorRef, KeyRecord};
 use keyward_store::Store;
 use tower::ServiceExt;
 
+/// The allocator the `keyward` binary runs with, so that allocations cost here what they cost
+/// there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The application over a fresh store with `count` keys on a plan whose limit is never
 /// reached, and the keys' headers.
 async fn fixture(count: usize) -> (tempfile::TempDir, AppState, Vec<String>) {
