@@ -13,19 +13,33 @@ pub fn prefetch<T: ?Sized>(value: &T) {
     prefetch_address(std::ptr::from_ref(value).cast::<u8>());
 }
 
-/// Asks for every cache line of `bytes`.
+/// Asks for every cache line of `bytes`, from the one holding its first byte to the one
+/// holding its last.
 #[inline(always)]
 pub fn prefetch_bytes(bytes: &[u8]) {
     const LINE: usize = 64;
-    let start = bytes.as_ptr();
-    let mut offset = 0;
-    while offset < bytes.len() {
-        prefetch_address(start.wrapping_add(offset));
-        offset += LINE;
+    let Some(last) = bytes.len().checked_sub(1) else {
+        return;
+    };
+    let start = bytes.as_ptr().addr();
+    let last_line = (start + last) & !(LINE - 1);
+    let mut line = start & !(LINE - 1);
+    while line <= last_line {
+        prefetch_at(line);
+        line += LINE;
     }
 }
 
+/// Asks for the cache line at `address`, which may be stale or dangling: it is never read
+/// through, so an address remembered from a value that has since moved costs a wasted hint
+/// and nothing else.
 #[inline(always)]
+pub fn prefetch_at(address: usize) {
+    prefetch_address(std::ptr::without_provenance(address));
+}
+
+#[inline(always)]
+#[allow(unsafe_code)]
 fn prefetch_address(address: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: PREFETCHT0 is a hint. It never faults, whatever the address, and neither reads
@@ -48,7 +62,10 @@ mod tests {
         prefetch(&bytes[..]);
         prefetch_bytes(&bytes);
         prefetch_bytes(&[]);
+        prefetch_bytes(&bytes[60..160]);
         prefetch(&7u64);
+        prefetch_at(0);
+        prefetch_at(usize::MAX);
         assert_eq!(bytes.iter().map(|&b| u32::from(b)).sum::<u32>(), 32_640);
     }
 }

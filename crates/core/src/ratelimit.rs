@@ -157,6 +157,15 @@ impl WindowState {
         self.latest
     }
 
+    /// Where the approximate mode keeps its buckets (a separate allocation), for
+    /// [`prefetch_buckets`]; `None` in the exact mode.
+    pub fn buckets_address(&self) -> Option<usize> {
+        match &self.counter {
+            Counter::Buckets(buckets) => Some(std::ptr::from_ref::<SubBuckets>(buckets).addr()),
+            Counter::Log(_) => None,
+        }
+    }
+
     /// Estimated bytes this state occupies, heap included.
     pub fn memory_bytes(&self) -> usize {
         size_of::<Self>()
@@ -171,8 +180,8 @@ impl WindowState {
     fn check_with(&mut self, limit: RateLimit, now: UnixMillis, exact_max: u64) -> Decision {
         let window = window_ms(limit.window_seconds);
         let now_bounded = now.clamp(-TIME_BOUND, TIME_BOUND);
-        if let Counter::Buckets(buckets) = &self.counter {
-            buckets.prefetch(window, now_bounded);
+        if let Some(address) = self.buckets_address() {
+            prefetch_buckets(address, limit, now);
         }
         if now_bounded < self.latest.saturating_sub(window) {
             *self = Self::new();
@@ -219,6 +228,21 @@ impl WindowState {
             self.counter = counter;
         }
     }
+}
+
+/// Asks for the two lines a check at `now` under `limit` reads in the buckets at `address`
+/// (from [`WindowState::buckets_address`]): the fields above the ring, and the bucket the
+/// request counts in. The slot is found from the window, not from the buckets' own fields,
+/// so both are asked for at once, and a caller that remembers the address can ask before it
+/// holds the state. The address may be stale (the state converted or was dropped since):
+/// nothing is read through it, and the hint is merely wasted.
+pub fn prefetch_buckets(address: usize, limit: RateLimit, now: UnixMillis) {
+    let window = window_ms(limit.window_seconds);
+    let now = now.clamp(-TIME_BOUND, TIME_BOUND);
+    let counted_in = slot(now.div_euclid(bucket_width(window)));
+    let bucket = std::mem::offset_of!(SubBuckets, counts) + counted_in * size_of::<u64>();
+    crate::hint::prefetch_at(address);
+    crate::hint::prefetch_at(address.wrapping_add(bucket));
 }
 
 /// What a counter found, before it is phrased as a [`Decision`].
@@ -419,15 +443,6 @@ impl SubBuckets {
             reset_at,
             retry_at,
         }
-    }
-
-    /// Asks for the two lines a check at `now` reads: the fields above the ring, and the bucket
-    /// the request counts in. Its slot is found from the window rather than from `width`, so
-    /// the two are fetched together instead of one after the other. (Should the width not fit
-    /// the window, the state is rebuilt and the hint was merely wasted.)
-    fn prefetch(&self, window: i64, now: UnixMillis) {
-        crate::hint::prefetch(self);
-        crate::hint::prefetch(&self.counts[slot(now.div_euclid(bucket_width(window)))]);
     }
 
     /// Moves the head to bucket `newest`, emptying the slots it reuses.

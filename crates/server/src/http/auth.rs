@@ -132,15 +132,16 @@ impl Admission {
 /// answers with the §3 refusal. Only the key's SHA-256 leaves this function: the secret is
 /// neither copied nor kept.
 pub async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admission, Response> {
-    admit_then(state, headers, |_| ()).await
+    admit_prefetching(state, headers, |_| ()).await
 }
 
-/// [`admit`], calling `early` with the key as soon as it is found, before the limiter: the
-/// gate asks there for the memory its answer reads, so that the wait overlaps the limiter's.
-pub async fn admit_then(
+/// [`admit`], calling `prefetch` with the key as soon as it is found, before the limiter
+/// runs: the gate asks there for the memory its answer reads, so that the wait overlaps the
+/// limiter's (see [`keyward_core::hint`]).
+pub async fn admit_prefetching(
     state: &AppState,
     headers: &HeaderMap,
-    early: impl FnOnce(&Principal),
+    prefetch: impl FnOnce(&Principal),
 ) -> Result<Admission, Response> {
     let checked = match credential(headers) {
         Ok(token) => match check_format(&state.service.config().key_prefix, token) {
@@ -171,8 +172,8 @@ pub async fn admit_then(
     };
     let principal = match found {
         Ok(Ok(principal)) => {
-            principal.prefetch_state();
-            early(&principal);
+            principal.prefetch_state(now);
+            prefetch(&principal);
             principal
         }
         Ok(Err(failure)) => {

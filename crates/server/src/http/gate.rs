@@ -97,10 +97,11 @@ pub async fn gate(state: AppState, mut req: Request, app: Router) -> Response {
 
 /// `GET /v1/whoami`, as the router would answer it.
 async fn whoami(state: &AppState, req: Request) -> Response {
-    let admission = match auth::admit_then(state, req.headers(), Principal::prefetch_whoami).await {
-        Ok(admission) => admission,
-        Err(refusal) => return refusal,
-    };
+    let admission =
+        match auth::admit_prefetching(state, req.headers(), Principal::prefetch_whoami).await {
+            Ok(admission) => admission,
+            Err(refusal) => return refusal,
+        };
     let now = admission.now();
     auth::answer(state, admission, |principal| async move {
         v1::whoami::answer(&principal, now)

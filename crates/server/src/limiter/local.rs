@@ -6,7 +6,7 @@ use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 use std::mem::size_of;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -110,22 +110,57 @@ impl Tracked {
 /// if another state took its place meanwhile (a newer principal of the same key), each check
 /// of this slot goes through the map, until that other state is retired in turn and this
 /// one comes back.
-#[derive(Clone, Default)]
-pub struct Slot(OnceLock<Shared>);
+#[derive(Default)]
+pub struct Slot {
+    state: OnceLock<Shared>,
+    /// Where the state's buckets were at its last check through this slot (0: none), so that
+    /// their lines can be asked for before the state is locked. A hint only: it may be stale,
+    /// and nothing is read through it (see [`keyward_core::ratelimit::prefetch_buckets`]).
+    buckets: AtomicUsize,
+}
+
+impl Clone for Slot {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            buckets: AtomicUsize::new(self.buckets.load(Ordering::Relaxed)),
+        }
+    }
+}
 
 impl Slot {
     /// Asks for the line of the key's state, once the slot holds it (see
     /// [`keyward_core::hint`]).
     pub fn prefetch(&self) {
-        if let Some(shared) = self.0.get() {
+        if let Some(shared) = self.state.get() {
             keyward_core::hint::prefetch(&**shared);
         }
+    }
+
+    /// Asks for the lines of the state's buckets that a check at `now` under `limit` reads,
+    /// if the state has buckets (limits above the exact mode's).
+    pub fn prefetch_buckets(&self, limit: RateLimit, now: UnixMillis) {
+        let address = self.buckets.load(Ordering::Relaxed);
+        if address != 0 {
+            keyward_core::ratelimit::prefetch_buckets(address, limit, now);
+        }
+    }
+
+    /// Checks `tracked` and remembers where its buckets are.
+    fn check(&self, tracked: &mut Tracked, limit: RateLimit, now: UnixMillis) -> Decision {
+        let decision = tracked.state.check(limit, now);
+        let address = tracked.state.buckets_address().unwrap_or(0);
+        // Written only when it moved: the slot shares a line with the principal's fields.
+        if self.buckets.load(Ordering::Relaxed) != address {
+            self.buckets.store(address, Ordering::Relaxed);
+        }
+        decision
     }
 }
 
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() {
+        f.write_str(if self.state.get().is_some() {
             "Slot(set)"
         } else {
             "Slot(empty)"
@@ -192,10 +227,10 @@ impl LocalLimiter {
         limit: RateLimit,
         now: UnixMillis,
     ) -> Decision {
-        if let Some(shared) = slot.0.get() {
+        if let Some(shared) = slot.state.get() {
             let mut tracked = shared.lock();
             if !tracked.retired {
-                return tracked.state.check(limit, now);
+                return slot.check(&mut tracked, limit, now);
             }
         }
         // Lock order: the shard, then a state; the shortcut above takes a state alone.
@@ -204,20 +239,20 @@ impl LocalLimiter {
             let shared = shared.clone();
             // Checked before the shard is let go: only a holder of the shard's lock retires a
             // state, so this one is still the key's current state when it counts.
-            let decision = shared.lock().state.check(limit, now);
+            let decision = slot.check(&mut shared.lock(), limit, now);
             drop(shard);
-            let _ = slot.0.set(shared);
+            let _ = slot.state.set(shared);
             return decision;
         }
         // The slot's own retired state comes back, reset: the same as a new one.
-        let shared = slot.0.get().cloned().unwrap_or_else(|| {
+        let shared = slot.state.get().cloned().unwrap_or_else(|| {
             Arc::new(OwnLine(Mutex::new(Tracked {
                 state: WindowState::new(),
                 retired: true,
             })))
         });
         let mut tracked = shared.lock();
-        let decision = tracked.state.check(limit, now);
+        let decision = slot.check(&mut tracked, limit, now);
         // Nothing counted (a limit of 0) is the same as a fresh state: nothing to keep.
         if tracked.state.is_idle(now) {
             tracked.state = WindowState::new();
@@ -230,7 +265,7 @@ impl LocalLimiter {
         }
         shard.states.insert(key, shared.clone());
         drop(shard);
-        let _ = slot.0.set(shared);
+        let _ = slot.state.set(shared);
         decision
     }
 
@@ -510,6 +545,37 @@ mod tests {
         assert!(!limiter.decide_in(&slot, compact, limit, T0 + 4).allowed);
         assert!(!limiter.decide(&key, limit, T0 + 5).allowed);
         assert_eq!(limiter.stats().keys, 1);
+    }
+
+    #[test]
+    fn a_slot_remembers_where_the_buckets_are_and_a_stale_hint_is_harmless() {
+        let limiter = LocalLimiter::default();
+        let compact = CompactKeyId::from(&KeyId::generate());
+        let slot = Slot::default();
+        let exact = rl(100, 60);
+        let approximate = rl(1_000_000, 60);
+        limiter.decide_in(&slot, compact, exact, T0);
+        assert_eq!(
+            slot.buckets.load(Ordering::Relaxed),
+            0,
+            "the exact mode has none"
+        );
+        limiter.decide_in(&slot, compact, approximate, T0 + 1);
+        let address = slot.buckets.load(Ordering::Relaxed);
+        assert_ne!(address, 0);
+        // A hint that points nowhere, or at buckets long gone, changes no decision.
+        for hint in [address, 1, usize::MAX] {
+            slot.buckets.store(hint, Ordering::Relaxed);
+            slot.prefetch();
+            slot.prefetch_buckets(approximate, T0 + 2);
+        }
+        let decision = limiter.decide_in(&slot, compact, approximate, T0 + 2);
+        assert_eq!(decision.remaining, 1_000_000 - 3);
+        assert_eq!(
+            slot.buckets.load(Ordering::Relaxed),
+            address,
+            "corrected by the check"
+        );
     }
 
     #[test]

@@ -126,17 +126,17 @@ impl Principal {
         }
     }
 
-    /// Asks for the lines of the key's state that admitting and counting a request read next:
-    /// the limiter's state and the usage counts, which a key's first request after a while
-    /// finds out of the processor's caches. Fetched together, their waits overlap instead of
-    /// adding up (see [`keyward_core::hint`]).
-    pub fn prefetch_state(&self) {
-        // This principal's own lines that are read next (the first one is in already: taking
-        // the handle wrote its reference count), then the lines its handles point to.
+    /// Asks for the memory that admitting and counting a request read next: the rest of this
+    /// principal's fields, the limiter's state and buckets and the usage counts, which a
+    /// key's first request after a while finds out of the processor's caches. Fetched
+    /// together, their waits overlap instead of adding up (see [`keyward_core::hint`]).
+    pub fn prefetch_state(&self, now: UnixMillis) {
+        // The first line is in already (taking the handle wrote its reference count).
         keyward_core::hint::prefetch(&self.standing);
-        keyward_core::hint::prefetch(&self.whoami);
         self.limiter_slot.prefetch();
         keyward_core::hint::prefetch(&*self.usage);
+        // Last, as where the request counts depends on the limit, on the line asked for first.
+        self.limiter_slot.prefetch_buckets(self.standing.limit, now);
     }
 
     /// Asks for the key's own part of its `whoami` answer, if rendered already.
