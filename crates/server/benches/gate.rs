@@ -24,12 +24,12 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::response::Response;
 use criterion::{criterion_group, criterion_main, Criterion};
-use keyward_core::{ApiKey, KeyId, Plan, RateLimit};
+use keyward_core::{ApiKey, Plan, RateLimit};
 use keyward_server::http::{AppState, Shared};
 use keyward_server::limiter::{Limiter, LocalLimiter};
 use keyward_server::service::{NewAgent, NewOrg};
 use keyward_server::{Caller, Config, Service};
-use keyward_store::keys::{self, ActorRef, KeyRecord};
+use keyward_store::keys::{self, KeyRecord};
 use keyward_store::Store;
 use tower::ServiceExt;
 
@@ -79,30 +79,8 @@ async fn fixture(count: usize) -> (tempfile::TempDir, AppState, Vec<String>) {
     let mut tx = service.store().begin().await.expect("begin");
     for i in 0..count {
         let secret = ApiKey::generate(&service.config().key_prefix);
-        let record = KeyRecord {
-            id: KeyId::generate(),
-            org: org.id.clone(),
-            agent: agent.agent.id.clone(),
-            name: format!("seed-{i}"),
-            hint: secret.hint(),
-            hash: secret.hash(),
-            team: None,
-            owner: None,
-            environment: "development".into(),
-            created_at: service.now(),
-            created_by: ActorRef {
-                kind: "cli".into(),
-                id: "cli".into(),
-            },
-            expires_at: None,
-            revoked_at: None,
-            revoked_by: None,
-            revoked_reason: None,
-            last_used_at: None,
-            rate_limit: None,
-            rolled_from: None,
-            rolled_to: None,
-        };
+        let name = format!("seed-{i}");
+        let record = KeyRecord::seeded(&org.id, &agent.agent.id, name, &secret, service.now());
         keys::insert(&mut tx, &record).await.expect("insert");
         headers.push(format!("Bearer {}", secret.expose()));
     }

@@ -41,6 +41,44 @@ pub struct KeyRecord {
     pub rolled_to: Option<KeyId>,
 }
 
+impl KeyRecord {
+    /// A new active key of `agent` with nothing of its own (no team, owner, expiry or rate
+    /// limit), made by the command line: what `keyward dev seed-keys` and the benchmarks
+    /// write in bulk.
+    pub fn seeded(
+        org: &OrgId,
+        agent: &AgentId,
+        name: String,
+        secret: &keyward_core::ApiKey,
+        now: UnixMillis,
+    ) -> Self {
+        Self {
+            id: KeyId::generate(),
+            org: org.clone(),
+            agent: agent.clone(),
+            name,
+            hint: secret.hint(),
+            hash: secret.hash(),
+            team: None,
+            owner: None,
+            environment: "development".into(),
+            created_at: now,
+            created_by: ActorRef {
+                kind: "cli".into(),
+                id: "cli".into(),
+            },
+            expires_at: None,
+            revoked_at: None,
+            revoked_by: None,
+            revoked_reason: None,
+            last_used_at: None,
+            rate_limit: None,
+            rolled_from: None,
+            rolled_to: None,
+        }
+    }
+}
+
 const COLUMNS: &str = "k.id, k.organization_id, k.agent_id, k.name, k.hint, k.key_hash, k.team_id, k.owner_id,
     k.environment, k.created_at, k.created_by_type, k.created_by_id, k.expires_at, k.revoked_at, k.revoked_by,
     k.revoked_reason, k.last_used_at, k.rate_limit, k.rate_window, k.rolled_from, k.rolled_to";

@@ -3,9 +3,9 @@
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 
-use keyward_core::{ApiKey, KeyId};
+use keyward_core::ApiKey;
 use keyward_server::Caller;
-use keyward_store::keys::{self, ActorRef, KeyRecord};
+use keyward_store::keys::{self, KeyRecord};
 
 use super::{CliError, CliResult, Output};
 use crate::cli::DevCommand;
@@ -36,30 +36,8 @@ pub async fn run(service: &keyward_server::Service, command: DevCommand, out: Ou
                 let mut tx = service.store().begin().await?;
                 for i in 0..n {
                     let secret = ApiKey::generate(&prefix);
-                    let record = KeyRecord {
-                        id: KeyId::generate(),
-                        org: org.id.clone(),
-                        agent: agent.id.clone(),
-                        name: format!("seed-{}", written + i + 1),
-                        hint: secret.hint(),
-                        hash: secret.hash(),
-                        team: None,
-                        owner: None,
-                        environment: "development".into(),
-                        created_at: now,
-                        created_by: ActorRef {
-                            kind: "cli".into(),
-                            id: "cli".into(),
-                        },
-                        expires_at: None,
-                        revoked_at: None,
-                        revoked_by: None,
-                        revoked_reason: None,
-                        last_used_at: None,
-                        rate_limit: None,
-                        rolled_from: None,
-                        rolled_to: None,
-                    };
+                    let name = format!("seed-{}", written + i + 1);
+                    let record = KeyRecord::seeded(&org.id, &agent.id, name, &secret, now);
                     keys::insert(&mut tx, &record).await?;
                     writeln!(file, "{}", secret.expose()).map_err(|e| {
                         CliError::failure(format!("cannot write {}: {e}", path.display()))

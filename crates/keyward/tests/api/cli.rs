@@ -614,3 +614,66 @@ async fn serve_demo_prints_a_working_key_once() {
     );
     assert!(!again.first_lines.iter().any(|l| l.contains("kw_")));
 }
+
+#[tokio::test]
+async fn dev_seed_keys_writes_working_keys_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_url(dir.path());
+    let (_, agent) = seed(dir.path(), &db, "acme");
+    let out = dir.path().join("keys.txt");
+    let seeded = cli_json(
+        dir.path(),
+        &db,
+        &[
+            "dev",
+            "seed-keys",
+            "--org",
+            "acme",
+            "--agent",
+            "Admin",
+            "--count",
+            "7",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(seeded["seeded"], 7);
+    let keys: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(keys.len(), 7);
+    let distinct: std::collections::HashSet<_> = keys.iter().collect();
+    assert_eq!(distinct.len(), 7, "every seeded key is new");
+    let server = ServerProcess::start(dir.path(), &db, &[], &[]);
+    let client = reqwest::Client::new();
+    let mut names = Vec::new();
+    for key in &keys {
+        let me: Value = client
+            .get(format!("{}/v1/whoami", server.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["key"]["status"], "active");
+        assert_eq!(me["key"]["agent_id"], agent["id"]);
+        names.push(me["key"]["name"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        names,
+        (1..=7).map(|i| format!("seed-{i}")).collect::<Vec<_>>()
+    );
+    // The secrets are in the file and nowhere in the store (its file or its log).
+    for file in ["keyward.db", "keyward.db-wal"] {
+        let stored = std::fs::read(dir.path().join(file)).unwrap_or_default();
+        for key in &keys {
+            assert!(!stored.windows(key.len()).any(|w| w == key.as_bytes()));
+        }
+    }
+}
