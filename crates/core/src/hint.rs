@@ -17,17 +17,21 @@ pub fn prefetch<T: ?Sized>(value: &T) {
 /// holding its last.
 #[inline(always)]
 pub fn prefetch_bytes(bytes: &[u8]) {
-    const LINE: usize = 64;
-    let Some(last) = bytes.len().checked_sub(1) else {
-        return;
-    };
-    let start = bytes.as_ptr().addr();
-    let last_line = (start + last) & !(LINE - 1);
-    let mut line = start & !(LINE - 1);
-    while line <= last_line {
+    for line in lines(bytes.as_ptr().addr(), bytes.len()) {
         prefetch_at(line);
-        line += LINE;
     }
+}
+
+const LINE: usize = 64;
+
+/// The addresses of the cache lines that `len` bytes from `start` touch.
+fn lines(start: usize, len: usize) -> impl Iterator<Item = usize> {
+    let first = start & !(LINE - 1);
+    let count = match len {
+        0 => 0,
+        _ => ((start + (len - 1)) & !(LINE - 1)) / LINE - first / LINE + 1,
+    };
+    (0..count).map(move |i| first + i * LINE)
 }
 
 /// Asks for the cache line at `address`, which may be stale or dangling: it is never read
@@ -55,6 +59,17 @@ fn prefetch_address(address: *const u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slice_is_asked_for_line_by_line_from_its_first_byte_to_its_last() {
+        assert_eq!(lines(128, 0).count(), 0);
+        assert_eq!(lines(128, 1).collect::<Vec<_>>(), [128]);
+        assert_eq!(lines(128, 64).collect::<Vec<_>>(), [128]);
+        assert_eq!(lines(128, 65).collect::<Vec<_>>(), [128, 192]);
+        // Unaligned: 100 bytes from 60 bytes into a line touch three lines.
+        assert_eq!(lines(124, 100).collect::<Vec<_>>(), [64, 128, 192]);
+        assert_eq!(lines(191, 2).collect::<Vec<_>>(), [128, 192]);
+    }
 
     #[test]
     fn prefetching_changes_nothing() {
