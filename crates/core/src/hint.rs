@@ -26,11 +26,11 @@ const LINE: usize = 64;
 
 /// The addresses of the cache lines that `len` bytes from `start` touch.
 fn lines(start: usize, len: usize) -> impl Iterator<Item = usize> {
-    let first = start & !(LINE - 1);
     let count = match len {
         0 => 0,
-        _ => ((start + (len - 1)) & !(LINE - 1)) / LINE - first / LINE + 1,
+        _ => (start + len - 1) / LINE - start / LINE + 1,
     };
+    let first = start & !(LINE - 1);
     (0..count).map(move |i| first + i * LINE)
 }
 

@@ -180,9 +180,6 @@ impl WindowState {
     fn check_with(&mut self, limit: RateLimit, now: UnixMillis, exact_max: u64) -> Decision {
         let window = window_ms(limit.window_seconds);
         let now_bounded = now.clamp(-TIME_BOUND, TIME_BOUND);
-        if let Some(address) = self.buckets_address() {
-            prefetch_buckets(address, limit, now);
-        }
         if now_bounded < self.latest.saturating_sub(window) {
             *self = Self::new();
         }
@@ -233,8 +230,8 @@ impl WindowState {
 /// Asks for the two lines a check at `now` under `limit` reads in the buckets at `address`
 /// (from [`WindowState::buckets_address`]): the fields above the ring, and the bucket the
 /// request counts in. The slot is found from the window, not from the buckets' own fields,
-/// so both are asked for at once, and a caller that remembers the address can ask before it
-/// holds the state. The address may be stale (the state converted or was dropped since):
+/// so both are asked for at once, by a caller that remembered the address and asks before it
+/// holds the state (the in-process limiter's slot). The address may be stale (the state converted or was dropped since):
 /// nothing is read through it, and the hint is merely wasted.
 pub fn prefetch_buckets(address: usize, limit: RateLimit, now: UnixMillis) {
     let window = window_ms(limit.window_seconds);
