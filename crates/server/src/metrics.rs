@@ -13,6 +13,7 @@ const BUCKETS: [f64; 12] = [
 
 #[derive(Default)]
 struct Histogram {
+    /// Observations in each bucket alone: over the bucket below's bound, up to this one's.
     counts: [u64; BUCKETS.len()],
     count: u64,
     sum: f64,
@@ -24,6 +25,49 @@ struct Histogram {
 struct RouteStats {
     counts: Vec<(&'static str, u16, u64)>,
     latency: Vec<(&'static str, Histogram)>,
+}
+
+impl RouteStats {
+    fn record(&mut self, method: &'static str, status: u16, elapsed: Duration) {
+        match self
+            .counts
+            .iter_mut()
+            .find(|(m, s, _)| *m == method && *s == status)
+        {
+            Some(c) => c.2 += 1,
+            None => self.counts.push((method, status, 1)),
+        }
+        let h = match self.latency.iter().position(|(m, _)| *m == method) {
+            Some(i) => &mut self.latency[i].1,
+            None => {
+                self.latency.push((method, Histogram::default()));
+                let last = self.latency.len() - 1;
+                &mut self.latency[last].1
+            }
+        };
+        h.record(elapsed.as_secs_f64());
+    }
+}
+
+impl Histogram {
+    /// Counts one observation in the first bucket that holds it (the cumulative counts
+    /// Prometheus wants are summed when rendering, not on every request).
+    fn record(&mut self, secs: f64) {
+        if let Some(i) = BUCKETS.iter().position(|bound| secs <= *bound) {
+            self.counts[i] += 1;
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+
+    /// Observations at or under each bound, as Prometheus' `le` buckets count them.
+    fn cumulative(&self) -> [u64; BUCKETS.len()] {
+        let mut total = 0;
+        self.counts.map(|n| {
+            total += n;
+            total
+        })
+    }
 }
 
 #[derive(Default)]
@@ -67,36 +111,15 @@ impl Metrics {
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let Ok(mut m) = self.inner.lock() else { return };
         let method = method_label(method);
-        if !m.routes.contains_key(route) {
-            m.routes.insert(route.to_string(), RouteStats::default());
-        }
-        let Some(r) = m.routes.get_mut(route) else {
-            return;
-        };
-        match r
-            .counts
-            .iter_mut()
-            .find(|(m, s, _)| *m == method && *s == status)
-        {
-            Some(c) => c.2 += 1,
-            None => r.counts.push((method, status, 1)),
-        }
-        let h = match r.latency.iter().position(|(m, _)| *m == method) {
-            Some(i) => &mut r.latency[i].1,
+        // One lookup for a route seen before (every request but a route's first).
+        match m.routes.get_mut(route) {
+            Some(r) => r.record(method, status, elapsed),
             None => {
-                r.latency.push((method, Histogram::default()));
-                let last = r.latency.len() - 1;
-                &mut r.latency[last].1
-            }
-        };
-        let secs = elapsed.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                h.counts[i] += 1;
+                let mut r = RouteStats::default();
+                r.record(method, status, elapsed);
+                m.routes.insert(route.to_string(), r);
             }
         }
-        h.count += 1;
-        h.sum += secs;
     }
 
     /// Records a refused credential by its §3 code.
@@ -139,11 +162,10 @@ impl Metrics {
             .flat_map(|(route, r)| r.latency.iter().map(move |(m, h)| (route, m, h)))
         {
             let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
-            for (i, bound) in BUCKETS.iter().enumerate() {
+            for (bound, n) in BUCKETS.iter().zip(h.cumulative()) {
                 let _ = writeln!(
                     out,
-                    "keyward_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
-                    h.counts[i]
+                    "keyward_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
                 );
             }
             let _ = writeln!(
@@ -208,7 +230,35 @@ mod tests {
             "keyward_http_requests_total{method=\"GET\",route=\"/v1/whoami\",status=\"200\"} 1"
         ));
         assert!(text.contains("method=\"other\",route=\"unmatched\",status=\"404\""));
-        assert!(text.contains("keyward_http_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/whoami\",le=\"0.0025\"} 1"));
+        m.observe_request("GET", "/v1/whoami", 200, Duration::from_micros(300));
+        m.observe_request("GET", "/v1/whoami", 429, Duration::from_secs(3));
+        let text = m.render(&[(
+            "keyward_generation_jobs",
+            "Jobs by state.",
+            vec![("state=\"queued\"".into(), 2.0)],
+        )]);
+        assert!(text.contains(
+            "keyward_http_requests_total{method=\"GET\",route=\"/v1/whoami\",status=\"200\"} 2"
+        ));
+        // Cumulative: each bucket counts everything at or under its bound.
+        let bucket = |le: &str| {
+            format!("keyward_http_request_duration_seconds_bucket{{method=\"GET\",route=\"/v1/whoami\",le=\"{le}\"}} ")
+        };
+        for (le, n) in [
+            ("0.0005", 1),
+            ("0.001", 1),
+            ("0.0025", 2),
+            ("2.5", 2),
+            ("+Inf", 3),
+        ] {
+            assert!(
+                text.contains(&format!("{}{n}\n", bucket(le))),
+                "le={le}: {text}"
+            );
+        }
+        assert!(text.contains(
+            "keyward_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/whoami\"} 3"
+        ));
         assert!(text.contains("keyward_auth_failures_total{code=\"invalid_api_key\"} 1"));
         assert!(text.contains("keyward_rate_limited_total 1"));
         assert!(text.contains("keyward_generation_jobs{state=\"queued\"} 2"));

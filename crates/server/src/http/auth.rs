@@ -15,6 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::Route;
+use bytes::Bytes;
 use keyward_core::key::check_format;
 use keyward_core::ratelimit::Decision;
 use keyward_core::{KeyHash, RateLimit, UnixMillis};
@@ -50,7 +51,7 @@ pub fn key_in_query() -> ApiError {
     )
 }
 
-/// A static name: looking up by `&str` would check and hash the text on every request.
+/// A static name: compared with the request's header names, never built per request.
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The presented credential, or the §3 error for how it was presented.
@@ -62,11 +63,20 @@ pub fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
             "The request carries more than one different credential. Send the key once, in one header.",
         )
     };
-    let mut auth_values = headers.get_all(header::AUTHORIZATION).iter();
-    let mut key_values = headers.get_all(&X_API_KEY).iter();
-    let (authorization, x_api_key) = (auth_values.next(), key_values.next());
-    if auth_values.next().is_some() || key_values.next().is_some() {
-        return Err(conflicting());
+    // One pass over the few headers a request has, comparing names, instead of two lookups
+    // that each hash a name (hyper bounds the number of headers).
+    let (mut authorization, mut x_api_key) = (None, None);
+    for (name, value) in headers {
+        let seen = if name == header::AUTHORIZATION {
+            &mut authorization
+        } else if name == X_API_KEY {
+            &mut x_api_key
+        } else {
+            continue;
+        };
+        if seen.replace(value).is_some() {
+            return Err(conflicting());
+        }
     }
 
     // Ok(token) for "Bearer <token>" (scheme in any case); Err(()) for any other scheme.
@@ -194,12 +204,43 @@ pub async fn admit_prefetching(
     })
 }
 
+/// What a key route's handler answers with.
+pub enum Answered {
+    /// Any answer; the rate-limit headers are added to what it has.
+    Response(Response),
+    /// A JSON body and nothing else: its headers, the content type with the rate-limit
+    /// headers, are made in one step ([`limit_headers::json`]).
+    Json(Bytes),
+}
+
+impl From<Response> for Answered {
+    fn from(response: Response) -> Self {
+        Answered::Response(response)
+    }
+}
+
+impl IntoResponse for Answered {
+    fn into_response(self) -> Response {
+        match self {
+            Answered::Response(response) => response,
+            Answered::Json(body) => {
+                let mut response = Response::new(body.into());
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, limit_headers::JSON.clone());
+                response
+            }
+        }
+    }
+}
+
 /// Answers an admitted request with `handler`, or with 429 if the limiter refused it; then
 /// adds the rate-limit headers and counts the request's usage.
 pub async fn answer<F, Fut>(state: &AppState, admission: Admission, handler: F) -> Response
 where
     F: FnOnce(Arc<Principal>) -> Fut,
-    Fut: std::future::Future<Output = Response>,
+    Fut: std::future::Future,
+    Fut::Output: Into<Answered>,
 {
     let Admission {
         principal,
@@ -207,13 +248,19 @@ where
         limit,
         now,
     } = admission;
-    let mut response = if decision.allowed {
-        handler(principal.clone()).await
+    let answered = if decision.allowed {
+        handler(principal.clone()).await.into()
     } else {
         state.metrics.rate_limited();
-        rate_limited(&decision, limit).into_response()
+        Answered::Response(rate_limited(&decision, limit).into_response())
     };
-    limit_headers::write(response.headers_mut(), &decision, limit, now);
+    let response = match answered {
+        Answered::Json(body) => limit_headers::json(body, &decision, limit, now),
+        Answered::Response(mut response) => {
+            limit_headers::write(response.headers_mut(), &decision, limit, now);
+            response
+        }
+    };
     let outcome = Outcome::of_status(response.status().as_u16());
     state.recorder.record(&principal.usage, now, outcome);
     response
@@ -383,6 +430,14 @@ mod tests {
         assert_eq!(
             code(&[("x-api-key", "a"), ("x-api-key", "a")]),
             "conflicting_credentials"
+        );
+        assert_eq!(
+            code(&[("authorization", "Bearer a"), ("authorization", "Bearer a")]),
+            "conflicting_credentials"
+        );
+        assert_eq!(
+            code(&[("accept", "*/*"), ("X-Api-Key", "abc"), ("user-agent", "t")]),
+            "ok"
         );
         assert_eq!(
             code(&[("authorization", "Basic Zm9v"), ("x-api-key", "abc")]),

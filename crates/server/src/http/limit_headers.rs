@@ -6,12 +6,16 @@
 //! [`super::request_id::finish`] fills. Each answer takes a copy and sets the three values
 //! that change per request. Inserting the headers one by one hashes and places every name on
 //! every answer, which cost more than everything else these headers need (docs/BENCHMARKS.md).
-//! Any other answer gets the headers inserted into what it already has.
+//! A handler that has only a JSON body to give ([`super::auth::Answered::Json`]) gets the copy
+//! as its headers straight away ([`json`]). Any other answer gets the headers inserted into
+//! what it already has.
 
 use std::cell::RefCell;
 
+use axum::body::Body;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::Response;
 use bytes::Bytes;
 use keyward_core::ratelimit::Decision;
 use keyward_core::{RateLimit, UnixMillis};
@@ -24,7 +28,7 @@ static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-rese
 static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-static JSON: HeaderValue = HeaderValue::from_static("application/json");
+pub(super) static JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Adds the rate-limit headers for decision `d`, made under `limit` at `now`.
 pub fn write(headers: &mut HeaderMap, d: &Decision, limit: RateLimit, now: UnixMillis) {
@@ -34,19 +38,38 @@ pub fn write(headers: &mut HeaderMap, d: &Decision, limit: RateLimit, now: UnixM
         .flatten();
     match laid_out {
         Some(map) => *headers = map,
+        None => insert_each(headers, &values, d, limit),
+    }
+}
+
+/// A JSON answer with `body` and the rate-limit headers for decision `d`: its headers are a
+/// copy of the laid-out map, with no map made for the content type first and thrown away.
+pub fn json(body: Bytes, d: &Decision, limit: RateLimit, now: UnixMillis) -> Response {
+    let mut response = Response::new(Body::from(body));
+    let values = Changing::of(d, now);
+    match with_layout(d.limit, limit, |layout| layout.fill(&values)) {
+        Some(map) => *response.headers_mut() = map,
         None => {
-            // The layout holds the two values that depend on the limit alone: reused here too.
-            let (limit_value, policy_value) = with_layout(d.limit, limit, |layout| {
-                (layout.limit_value.clone(), layout.policy_value.clone())
-            })
-            .unwrap_or_else(|| constant_values(d.limit, limit));
-            headers.insert(X_RATELIMIT_LIMIT.clone(), limit_value);
-            headers.insert(X_RATELIMIT_REMAINING.clone(), values.remaining());
-            headers.insert(X_RATELIMIT_RESET.clone(), values.reset());
-            headers.insert(RATELIMIT_POLICY.clone(), policy_value);
-            headers.insert(RATELIMIT.clone(), values.ratelimit());
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, JSON.clone());
+            insert_each(headers, &values, d, limit);
         }
     }
+    response
+}
+
+/// The rate-limit headers inserted one by one, into an answer that was not laid out.
+fn insert_each(headers: &mut HeaderMap, values: &Changing, d: &Decision, limit: RateLimit) {
+    // The layout holds the two values that depend on the limit alone: reused here too.
+    let (limit_value, policy_value) = with_layout(d.limit, limit, |layout| {
+        (layout.limit_value.clone(), layout.policy_value.clone())
+    })
+    .unwrap_or_else(|| constant_values(d.limit, limit));
+    headers.insert(X_RATELIMIT_LIMIT.clone(), limit_value);
+    headers.insert(X_RATELIMIT_REMAINING.clone(), values.remaining());
+    headers.insert(X_RATELIMIT_RESET.clone(), values.reset());
+    headers.insert(RATELIMIT_POLICY.clone(), policy_value);
+    headers.insert(RATELIMIT.clone(), values.ratelimit());
 }
 
 /// Whether the answer's only header is `Content-Type: application/json`.
@@ -59,29 +82,38 @@ fn is_json_only(headers: &HeaderMap) -> bool {
 }
 
 /// The three values that change per request, written into one buffer and handed out as
-/// slices of it: one allocation instead of one per header.
+/// slices of it: a piece of the thread's [`super::arena`], with no allocation per answer.
 struct Changing {
     text: Bytes,
     remaining_end: usize,
     reset_end: usize,
 }
 
+/// The most the three values take: three numbers of at most 20 digits, one of which twice,
+/// and 15 bytes of text.
+const MOST: usize = 4 * 20 + 15;
+
 impl Changing {
     fn of(d: &Decision, now: UnixMillis) -> Self {
-        fn number(text: &mut Vec<u8>, n: impl itoa::Integer) {
-            text.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        use std::io::Write;
+        // Each write fits: MOST counts the longest numbers there are. The text is put
+        // together here and copied once.
+        fn number(rest: &mut &mut [u8], n: impl itoa::Integer) {
+            let _ = rest.write_all(itoa::Buffer::new().format(n).as_bytes());
         }
-        let mut text = Vec::with_capacity(64);
-        number(&mut text, d.remaining);
-        let remaining_end = text.len();
-        number(&mut text, d.reset_at);
-        let reset_end = text.len();
-        text.extend_from_slice(b"\"default\";r=");
-        number(&mut text, d.remaining);
-        text.extend_from_slice(b";t=");
-        number(&mut text, d.reset_in_secs(now));
+        let mut text = [0u8; MOST];
+        let mut rest = &mut text[..];
+        number(&mut rest, d.remaining);
+        let remaining_end = MOST - rest.len();
+        number(&mut rest, d.reset_at);
+        let reset_end = MOST - rest.len();
+        let _ = rest.write_all(b"\"default\";r=");
+        number(&mut rest, d.remaining);
+        let _ = rest.write_all(b";t=");
+        number(&mut rest, d.reset_in_secs(now));
+        let end = MOST - rest.len();
         Self {
-            text: Bytes::from(text),
+            text: super::arena::copy(&text[..end]),
             remaining_end,
             reset_end,
         }
@@ -247,6 +279,20 @@ mod tests {
             );
             assert_eq!(pairs(&headers), want);
         }
+    }
+
+    #[test]
+    fn a_json_body_gets_the_same_headers_as_a_json_answer() {
+        let response = json(Bytes::from_static(b"{}"), &decision(42), LIMIT, 60_000);
+        let want = expected(
+            &[("content-type", "application/json"), ("x-request-id", "")],
+            "42",
+        );
+        assert_eq!(pairs(response.headers()), want);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, JSON.clone());
+        write(&mut headers, &decision(42), LIMIT, 60_000);
+        assert_eq!(pairs(&headers), want);
     }
 
     #[test]

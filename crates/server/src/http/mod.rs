@@ -1,5 +1,6 @@
 //! The HTTP server: routers per area, composed here with the middleware stack.
 
+mod arena;
 pub mod auth;
 pub mod error;
 pub mod extract;

@@ -50,17 +50,24 @@ fn new_id() -> HeaderValue {
     use rand::RngCore;
     let mut random = [0u8; 22];
     rand::rng().fill_bytes(&mut random);
-    let mut id = Vec::with_capacity(26);
-    id.extend_from_slice(b"req_");
-    id.extend(random.iter().map(|b| ALPHABET[usize::from(b % 62)]));
-    // ASCII letters and digits: always a valid header value, which takes over the buffer.
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(id))
-        .unwrap_or_else(|_| HeaderValue::from_static("req_"))
+    let mut id = [0u8; 26];
+    id[..4].copy_from_slice(b"req_");
+    for (letter, b) in id[4..].iter_mut().zip(random) {
+        *letter = ALPHABET[usize::from(b % 62)];
+    }
+    let id = super::arena::copy(&id);
+    // ASCII letters and digits: always a valid header value, which takes over the bytes.
+    HeaderValue::from_maybe_shared(id).unwrap_or_else(|_| HeaderValue::from_static("req_"))
 }
 
 /// The id of a request: the client's own when it is acceptable, else a new one.
 pub fn id_of(req: &Request) -> RequestId {
-    let given = req.headers().get(&X_REQUEST_ID).filter(|v| {
+    // Found by comparing the few names a request has, rather than by hashing this one.
+    let given = req
+        .headers()
+        .iter()
+        .find(|(name, _)| **name == X_REQUEST_ID);
+    let given = given.map(|(_, value)| value).filter(|v| {
         v.to_str()
             .is_ok_and(|v| acceptable(v) && !looks_like_a_key(v))
     });
@@ -106,12 +113,14 @@ fn put_id(headers: &mut HeaderMap, id: HeaderValue) {
 /// An error status whose body is not ours (a framework rejection, a panic answer). The
 /// dashboard's HTML error pages are ours too: people get pages, programs get JSON.
 fn is_bare_error(r: &Response) -> bool {
-    let is_ours = r
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
-    (r.status().is_client_error() || r.status().is_server_error()) && !is_ours
+    // The status first: most answers succeed, and then no header need be looked up.
+    let is_error = r.status().is_client_error() || r.status().is_server_error();
+    is_error
+        && !r
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"))
 }
 
 fn fallback_error(status: StatusCode) -> ApiError {

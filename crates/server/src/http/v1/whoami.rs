@@ -1,10 +1,8 @@
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::http::auth::{AnyKey, Auth};
+use crate::http::auth::{Answered, AnyKey, Auth};
 use crate::http::AppState;
 use crate::service::Principal;
 use crate::views::{WhoamiTemplate, WhoamiView};
@@ -21,23 +19,15 @@ use keyward_core::UnixMillis;
     security(("bearer" = []), ("api_key" = []))
 )]
 pub async fn whoami(State(state): State<AppState>, auth: Auth<AnyKey>) -> Response {
-    answer(&auth.principal, state.service.now())
+    answer(&auth.principal, state.service.now()).into_response()
 }
 
 /// The answer for an authenticated key as of `now` (the gate calls this for `GET /v1/whoami`
 /// directly, with the time the request was admitted at).
-pub fn answer(p: &Principal, now: UnixMillis) -> Response {
+pub fn answer(p: &Principal, now: UnixMillis) -> Answered {
     let template = p.whoami.get_or_init(|| WhoamiTemplate::new(p, now));
     match template.as_ref().and_then(|t| t.body(p, now)) {
-        Some(body) => {
-            let mut response = Response::new(axum::body::Body::from(body));
-            // The rate-limit headers then replace this map with one laid out for a JSON
-            // answer (`http::limit_headers`), so it is not given room for more.
-            response.headers_mut().insert(CONTENT_TYPE, JSON.clone());
-            response
-        }
-        None => Json(WhoamiView::new(p, now)).into_response(),
+        Some(body) => Answered::Json(body.into()),
+        None => Answered::Response(Json(WhoamiView::new(p, now)).into_response()),
     }
 }
-
-static JSON: HeaderValue = HeaderValue::from_static("application/json");
