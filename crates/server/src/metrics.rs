@@ -221,22 +221,21 @@ mod tests {
         m.observe_request("BREW", "unmatched", 404, Duration::from_millis(1));
         m.auth_failure("invalid_api_key");
         m.rate_limited();
-        let text = m.render(&[(
-            "keyward_generation_jobs",
-            "Jobs by state.",
-            vec![("state=\"queued\"".into(), 2.0)],
-        )]);
+        let render = || {
+            m.render(&[(
+                "keyward_generation_jobs",
+                "Jobs by state.",
+                vec![("state=\"queued\"".into(), 2.0)],
+            )])
+        };
+        let text = render();
         assert!(text.contains(
             "keyward_http_requests_total{method=\"GET\",route=\"/v1/whoami\",status=\"200\"} 1"
         ));
         assert!(text.contains("method=\"other\",route=\"unmatched\",status=\"404\""));
         m.observe_request("GET", "/v1/whoami", 200, Duration::from_micros(300));
         m.observe_request("GET", "/v1/whoami", 429, Duration::from_secs(3));
-        let text = m.render(&[(
-            "keyward_generation_jobs",
-            "Jobs by state.",
-            vec![("state=\"queued\"".into(), 2.0)],
-        )]);
+        let text = render();
         assert!(text.contains(
             "keyward_http_requests_total{method=\"GET\",route=\"/v1/whoami\",status=\"200\"} 2"
         ));

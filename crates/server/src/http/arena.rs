@@ -1,9 +1,11 @@
 //! Short header values written into a buffer of the thread's and handed out as shared slices
 //! of it, instead of one allocation each.
 //!
-//! A value is let go once hyper has written the answer's head, so when the buffer is used up
-//! it is usually free to be written again from the start; only while an answer still holds a
-//! piece of it is a new one allocated.
+//! Only for values that live no longer than an answer's head: hyper lets them go once it has
+//! written the head, so when the buffer is used up it is usually free to be written again
+//! from the start, and only while an answer still holds a piece of it is a new one allocated.
+//! A value kept for longer (a request's id, kept while the request runs) would keep the whole
+//! buffer alive and must not come from here.
 
 use std::cell::RefCell;
 

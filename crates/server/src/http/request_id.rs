@@ -55,9 +55,11 @@ fn new_id() -> HeaderValue {
     for (letter, b) in id[4..].iter_mut().zip(random) {
         *letter = ALPHABET[usize::from(b % 62)];
     }
-    let id = super::arena::copy(&id);
-    // ASCII letters and digits: always a valid header value, which takes over the bytes.
-    HeaderValue::from_maybe_shared(id).unwrap_or_else(|_| HeaderValue::from_static("req_"))
+    // Its own allocation, not a piece of the thread's buffer (`super::arena`): a routed
+    // request keeps its id for as long as it runs, which could keep a whole buffer alive.
+    // ASCII letters and digits: always a valid header value.
+    HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&id))
+        .unwrap_or_else(|_| HeaderValue::from_static("req_"))
 }
 
 /// The id of a request: the client's own when it is acceptable, else a new one.
