@@ -19,15 +19,22 @@ pub fn copy(value: &[u8]) -> Bytes {
     thread_local! {
         static BUFFER: RefCell<BytesMut> = RefCell::new(BytesMut::new());
     }
-    BUFFER.with(|buffer| match buffer.try_borrow_mut() {
-        Ok(mut buffer) => copy_into(&mut buffer, value),
-        Err(_) => Bytes::copy_from_slice(value),
-    })
+    if value.len() > SIZE / 4 {
+        // Not worth a piece of the buffer, which would grow to hold it and stay that size.
+        return Bytes::copy_from_slice(value);
+    }
+    // Its own allocation also while the thread is being torn down, when its buffer is gone.
+    BUFFER
+        .try_with(|buffer| match buffer.try_borrow_mut() {
+            Ok(mut buffer) => copy_into(&mut buffer, value),
+            Err(_) => Bytes::copy_from_slice(value),
+        })
+        .unwrap_or_else(|_| Bytes::copy_from_slice(value))
 }
 
 fn copy_into(buffer: &mut BytesMut, value: &[u8]) -> Bytes {
     if buffer.capacity() < value.len() {
-        buffer.reserve(SIZE.max(value.len()));
+        buffer.reserve(SIZE);
     }
     buffer.extend_from_slice(value);
     buffer.split().freeze()

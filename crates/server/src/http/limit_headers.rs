@@ -99,7 +99,8 @@ impl Changing {
         // Each write fits: MOST counts the longest numbers there are. The text is put
         // together here and copied once.
         fn number(rest: &mut &mut [u8], n: impl itoa::Integer) {
-            let _ = rest.write_all(itoa::Buffer::new().format(n).as_bytes());
+            let written = rest.write_all(itoa::Buffer::new().format(n).as_bytes());
+            debug_assert!(written.is_ok(), "MOST is too small");
         }
         let mut text = [0u8; MOST];
         let mut rest = &mut text[..];
@@ -107,9 +108,10 @@ impl Changing {
         let remaining_end = MOST - rest.len();
         number(&mut rest, d.reset_at);
         let reset_end = MOST - rest.len();
-        let _ = rest.write_all(b"\"default\";r=");
+        let text_fits = rest.write_all(b"\"default\";r=").is_ok();
         number(&mut rest, d.remaining);
-        let _ = rest.write_all(b";t=");
+        let text_fits = text_fits && rest.write_all(b";t=").is_ok();
+        debug_assert!(text_fits, "MOST is too small");
         number(&mut rest, d.reset_in_secs(now));
         let end = MOST - rest.len();
         Self {
@@ -279,6 +281,23 @@ mod tests {
             );
             assert_eq!(pairs(&headers), want);
         }
+    }
+
+    #[test]
+    fn the_longest_values_there_are_fit_whole() {
+        let d = Decision {
+            remaining: u64::MAX,
+            reset_at: i64::MIN,
+            ..decision(0)
+        };
+        let values = Changing::of(&d, i64::MAX);
+        assert_eq!(values.remaining(), u64::MAX.to_string().as_str());
+        assert_eq!(values.reset(), i64::MIN.to_string().as_str());
+        let t = d.reset_in_secs(i64::MAX);
+        assert_eq!(
+            values.ratelimit(),
+            format!("\"default\";r={};t={t}", u64::MAX).as_str()
+        );
     }
 
     #[test]
