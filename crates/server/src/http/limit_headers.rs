@@ -32,30 +32,31 @@ pub(super) static JSON: HeaderValue = HeaderValue::from_static("application/json
 
 /// Adds the rate-limit headers for decision `d`, made under `limit` at `now`.
 pub fn write(headers: &mut HeaderMap, d: &Decision, limit: RateLimit, now: UnixMillis) {
-    let values = Changing::of(d, now);
-    let laid_out = is_json_only(headers)
-        .then(|| with_layout(d.limit, limit, |layout| layout.fill(&values)))
-        .flatten();
-    match laid_out {
-        Some(map) => *headers = map,
-        None => insert_each(headers, &values, d, limit),
+    if is_json_only(headers) {
+        *headers = json_headers(d, limit, now);
+    } else {
+        insert_each(headers, &Changing::of(d, now), d, limit);
     }
 }
 
-/// A JSON answer with `body` and the rate-limit headers for decision `d`: its headers are a
-/// copy of the laid-out map, with no map made for the content type first and thrown away.
+/// A JSON answer with `body` and the rate-limit headers for decision `d`: its headers are
+/// made in one step, with no map made for the content type first and thrown away.
 pub fn json(body: Bytes, d: &Decision, limit: RateLimit, now: UnixMillis) -> Response {
     let mut response = Response::new(Body::from(body));
-    let values = Changing::of(d, now);
-    match with_layout(d.limit, limit, |layout| layout.fill(&values)) {
-        Some(map) => *response.headers_mut() = map,
-        None => {
-            let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, JSON.clone());
-            insert_each(headers, &values, d, limit);
-        }
-    }
+    *response.headers_mut() = json_headers(d, limit, now);
     response
+}
+
+/// A JSON answer's headers: a copy of the laid-out map with this request's values, or (if
+/// this thread has no layout to give) the content type and the five inserted one by one.
+fn json_headers(d: &Decision, limit: RateLimit, now: UnixMillis) -> HeaderMap {
+    let values = Changing::of(d, now);
+    with_layout(d.limit, limit, |layout| layout.fill(&values)).unwrap_or_else(|| {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, JSON.clone());
+        insert_each(&mut headers, &values, d, limit);
+        headers
+    })
 }
 
 /// The rate-limit headers inserted one by one, into an answer that was not laid out.
