@@ -27,11 +27,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use keyward_core::{ApiKey, Plan, RateLimit};
 use keyward_server::http::{AppState, Shared};
 use keyward_server::limiter::{Limiter, LocalLimiter};
-use keyward_server::service::{NewAgent, NewOrg};
-use keyward_server::{Caller, Config, Service};
+use keyward_server::Config;
 use keyward_store::keys::{self, KeyRecord};
-use keyward_store::Store;
 use tower::ServiceExt;
+
+mod common;
 
 /// The allocator the `keyward` binary runs with, so that allocations cost here what they cost
 /// there.
@@ -41,10 +41,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The application over a fresh store with `count` keys on a plan whose limit is never
 /// reached, and the keys' headers.
 async fn fixture(count: usize) -> (tempfile::TempDir, AppState, Vec<String>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let store = Store::connect(&url).await.expect("store");
-    store.migrate().await.expect("migrate");
     let mut config = Config::default();
     config.plans.insert(
         "bench".into(),
@@ -55,26 +51,12 @@ async fn fixture(count: usize) -> (tempfile::TempDir, AppState, Vec<String>) {
             max_keys: None,
         },
     );
-    let service = Service::new(store, Arc::new(config));
-    let org = service
-        .create_org(NewOrg {
-            name: "Bench".into(),
-            slug: None,
-            plan: "bench".into(),
-        })
-        .await
-        .expect("org");
-    let agent = service
-        .create_agent(
-            &Caller::cli(org.id.clone()),
-            NewAgent {
-                name: "Load".into(),
-                description: None,
-                capabilities: vec!["content:read".into()],
-            },
-        )
-        .await
-        .expect("agent");
+    let common::Setup {
+        dir,
+        service,
+        org,
+        agent,
+    } = common::setup(config, "bench", "Load").await;
     let mut headers = Vec::with_capacity(count);
     let mut tx = service.store().begin().await.expect("begin");
     for i in 0..count {

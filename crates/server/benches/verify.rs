@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use keyward_core::{ApiKey, KeyHash, KeyPrefix};
-use keyward_server::service::{NewAgent, NewOrg};
-use keyward_server::{Caller, Config, Service};
-use keyward_store::Store;
+use keyward_server::{Config, Service};
+
+mod common;
 
 struct Fixture {
     service: Service,
@@ -22,34 +22,12 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("bench.db").display()
-    ))
-    .await
-    .expect("store");
-    store.migrate().await.expect("migrate");
-    let service = Service::new(store, Arc::new(Config::default()));
-    let org = service
-        .create_org(NewOrg {
-            name: "Bench".into(),
-            slug: None,
-            plan: "pro".into(),
-        })
-        .await
-        .expect("org");
-    let agent = service
-        .create_agent(
-            &Caller::cli(org.id),
-            NewAgent {
-                name: "Bench".into(),
-                description: None,
-                capabilities: vec!["content:read".into()],
-            },
-        )
-        .await
-        .expect("agent");
+    let common::Setup {
+        dir,
+        service,
+        agent,
+        ..
+    } = common::setup(Config::default(), "pro", "Bench").await;
     let key = agent.first_key.secret.expose().to_string();
     let unknown = ApiKey::generate(&KeyPrefix::default()).expose().to_string();
     let mut malformed = key.clone();
