@@ -124,10 +124,9 @@ impl Application {
             self.state.jobs_waiting.clone(),
         )
         .spawn(worker_stopped);
-        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-            SocketAddr,
-        >(crate::http::app(self.state));
-        let served = axum::serve(self.listener, app)
+        let application = crate::http::Application::new(self.state);
+        let connections = crate::http::PerConnection(move |peer| application.at(Some(peer)));
+        let served = axum::serve(self.listener, connections)
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop_flusher.send(true);

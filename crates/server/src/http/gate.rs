@@ -14,11 +14,12 @@
 
 use std::any::Any;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::Poll;
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderMap, HeaderName, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -40,8 +41,16 @@ static SENSITIVE: [HeaderName; 5] = [
     HeaderName::from_static("x-forwarded-uri"),
 ];
 
+/// What the gate holds for one connection: the application's state and the peer's address.
+#[derive(Clone)]
+pub struct Connection {
+    pub state: AppState,
+    pub peer: Option<SocketAddr>,
+}
+
 /// The gate around `app` (see the module documentation); used with [`super::lean::LeanLayer`].
-pub async fn gate(state: AppState, mut req: Request, app: Router) -> Response {
+pub async fn gate(connection: Connection, mut req: Request, app: Router) -> Response {
+    let Connection { state, peer } = connection;
     // For the debug log only; the metrics time the answer in `observed`.
     let start = tracing::enabled!(tracing::Level::DEBUG).then(std::time::Instant::now);
     let id = request_id::id_of(&req);
@@ -62,6 +71,9 @@ pub async fn gate(state: AppState, mut req: Request, app: Router) -> Response {
             observed(&state, req, WHOAMI, |req| whoami(&state, req)).await
         } else {
             req.extensions_mut().insert(id.clone());
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(ConnectInfo(peer));
+            }
             match app.oneshot(req).await {
                 Ok(response) => response,
                 Err(never) => match never {},

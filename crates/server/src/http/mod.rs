@@ -14,6 +14,7 @@ mod v1;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::header;
@@ -71,6 +72,49 @@ pub struct Shared {
 ///    matched route is known);
 /// 4. each key route authenticates; the dashboard's routes have their own layers (see
 ///    [`crate::dashboard`]).
+///
+/// The router is built once; [`Application::at`] puts the gate in front of it for one
+/// connection.
+#[derive(Clone)]
+pub struct Application {
+    state: AppState,
+    routes: Router,
+}
+
+impl Application {
+    pub fn new(state: AppState) -> Self {
+        Self {
+            routes: router(state.clone()),
+            state,
+        }
+    }
+
+    /// The service for the requests of one connection from `peer` (`None` without a
+    /// connection, as when tests and benchmarks call the application in-process). Routed
+    /// requests get the peer's address as [`axum::extract::ConnectInfo`], where the audit log and the
+    /// sign-in limits read the client's address.
+    pub fn at(
+        &self,
+        peer: Option<SocketAddr>,
+    ) -> impl tower::Service<
+        Request,
+        Response = Response,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response, Infallible>> + Send,
+    > + Clone
+           + Send
+           + Sync
+           + 'static {
+        use tower::Layer;
+        let connection = gate::Connection {
+            state: self.state.clone(),
+            peer,
+        };
+        lean::LeanLayer::new(connection, gate::gate).layer(self.routes.clone())
+    }
+}
+
+/// The application with no connection behind it: see [`Application::at`].
 pub fn app(
     state: AppState,
 ) -> impl tower::Service<
@@ -82,8 +126,40 @@ pub fn app(
        + Send
        + Sync
        + 'static {
-    use tower::Layer;
-    lean::LeanLayer::new(state.clone(), gate::gate).layer(router(state))
+    Application::new(state).at(None)
+}
+
+/// What `axum::serve` calls for each accepted connection: `at(peer)` makes that
+/// connection's service.
+///
+/// It stands in for axum's `into_make_service_with_connect_info`, which puts the peer's
+/// address into the extensions of every request: one map allocated, filled and freed a
+/// request, which the key check that the gate answers directly (`GET /v1/whoami`) never
+/// reads (docs/BENCHMARKS.md). Here only routed requests get it.
+pub struct PerConnection<F>(pub F);
+
+impl<'a, F, S> tower::Service<axum::serve::IncomingStream<'a, tokio::net::TcpListener>>
+    for PerConnection<F>
+where
+    F: FnMut(SocketAddr) -> S,
+{
+    type Response = S;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<S, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(
+        &mut self,
+        stream: axum::serve::IncomingStream<'a, tokio::net::TcpListener>,
+    ) -> Self::Future {
+        std::future::ready(Ok((self.0)(*stream.remote_addr())))
+    }
 }
 
 /// The routes, each with the `observe` layer.
