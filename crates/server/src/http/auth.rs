@@ -111,7 +111,7 @@ pub fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
 pub async fn authenticate(state: AppState, mut req: Request, next: Route) -> Response {
     let admission = match admit(&state, req.headers()).await {
         Ok(admission) => admission,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     answer(&state, admission, |principal| async move {
         req.extensions_mut().insert(principal);
@@ -139,9 +139,9 @@ impl Admission {
 }
 
 /// Checks the request's credential and key and puts the key before the rate limiter, or
-/// answers with the §3 refusal. Only the key's SHA-256 leaves this function: the secret is
+/// gives the §3 refusal. Only the key's SHA-256 leaves this function: the secret is
 /// neither copied nor kept.
-pub async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admission, Response> {
+pub async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admission, ApiError> {
     admit_prefetching(state, headers, |_| ()).await
 }
 
@@ -152,7 +152,7 @@ pub async fn admit_prefetching(
     state: &AppState,
     headers: &HeaderMap,
     prefetch: impl FnOnce(&Principal),
-) -> Result<Admission, Response> {
+) -> Result<Admission, ApiError> {
     let checked = match credential(headers) {
         Ok(token) => match check_format(&state.service.config().key_prefix, token) {
             Ok(()) => Ok(KeyHash::digest(token)),
@@ -164,7 +164,7 @@ pub async fn admit_prefetching(
         Ok(digest) => digest,
         Err(e) => {
             state.metrics.auth_failure(e.code);
-            return Err(e.into_response());
+            return Err(e);
         }
     };
     // One reading of the clock for the key's status, the limiter and the usage counts.
@@ -189,13 +189,11 @@ pub async fn admit_prefetching(
         Ok(Err(failure)) => {
             let e = ApiError::auth(failure);
             state.metrics.auth_failure(e.code);
-            return Err(e.into_response());
+            return Err(e);
         }
-        Err(e) => return Err(ApiError::from(e).into_response()),
+        Err(e) => return Err(ApiError::from(e)),
     };
-    let (decision, limit) = consume_at(state, &principal, now)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    let (decision, limit) = consume_at(state, &principal, now).await?;
     Ok(Admission {
         principal,
         decision,

@@ -1,5 +1,7 @@
 //! The one error shape of SPEC §3, for every error on every endpoint.
 
+use std::borrow::Cow;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -11,9 +13,11 @@ use crate::service::{AuthFailure, ServiceError};
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
-    pub message: String,
+    /// Most messages are fixed text; only those made per error are owned (and only those can
+    /// quote what a client sent).
+    pub message: Cow<'static, str>,
     pub field: Option<String>,
-    pub www_authenticate: Option<String>,
+    pub www_authenticate: Option<Cow<'static, str>>,
     pub retry_after: Option<u64>,
 }
 
@@ -37,9 +41,15 @@ struct Inner<'a> {
 }
 
 const REALM: &str = "Bearer realm=\"keyward\"";
+/// [`REALM`] with the `invalid_token` error: every refused key's challenge.
+const INVALID_TOKEN: &str = "Bearer realm=\"keyward\", error=\"invalid_token\"";
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
             status,
             code,
@@ -50,7 +60,7 @@ impl ApiError {
         }
     }
 
-    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+    pub fn invalid(field: &str, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             field: Some(field.to_string()),
             ..Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
@@ -74,16 +84,16 @@ impl ApiError {
     }
 
     /// A 401 with the `invalid_token` challenge.
-    fn unauthorized(code: &'static str, message: &str) -> Self {
+    fn unauthorized(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
-            www_authenticate: Some(format!("{REALM}, error=\"invalid_token\"")),
+            www_authenticate: Some(INVALID_TOKEN.into()),
             ..Self::new(StatusCode::UNAUTHORIZED, code, message)
         }
     }
 
     pub fn missing_key() -> Self {
         Self {
-            www_authenticate: Some(REALM.to_string()),
+            www_authenticate: Some(REALM.into()),
             ..Self::new(
                 StatusCode::UNAUTHORIZED,
                 "missing_api_key",
@@ -101,9 +111,9 @@ impl ApiError {
 
     pub fn insufficient_capability(capability: &str) -> Self {
         Self {
-            www_authenticate: Some(format!(
-                "{REALM}, error=\"insufficient_scope\", scope=\"{capability}\""
-            )),
+            www_authenticate: Some(
+                format!("{REALM}, error=\"insufficient_scope\", scope=\"{capability}\"").into(),
+            ),
             ..Self::new(
                 StatusCode::FORBIDDEN,
                 "insufficient_capability",
@@ -118,7 +128,7 @@ impl ApiError {
         match failure {
             AuthFailure::Malformed(reason) => Self::unauthorized(
                 "malformed_api_key",
-                &format!("The API key is malformed: {reason}. Copy the whole key exactly as it was shown."),
+                format!("The API key is malformed: {reason}. Copy the whole key exactly as it was shown."),
             ),
             AuthFailure::Invalid => Self::unauthorized("invalid_api_key", "The API key is not valid. Check that it was copied from this deployment."),
             AuthFailure::Revoked => Self::unauthorized("revoked_api_key", "The API key has been revoked. Create a new key."),
@@ -148,7 +158,11 @@ impl ApiError {
     pub fn body(&self, request_id: &str) -> Vec<u8> {
         // Messages may quote what the client sent (a value of the wrong type, an unknown
         // field): a key sent in the wrong place is never echoed back.
-        let message = keyward_core::key::redact_keys(&self.message);
+        let message = match &self.message {
+            // Fixed text of ours, which quotes nothing: nothing to look for.
+            Cow::Borrowed(message) => Cow::Borrowed(*message),
+            Cow::Owned(message) => keyward_core::key::redact_keys(message),
+        };
         let field = self.field.as_deref().map(keyward_core::key::redact_keys);
         serde_json::to_vec(&Body {
             error: Inner {
@@ -163,24 +177,36 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The answer's status and headers, with no body yet.
+    pub(super) fn head(&self) -> Response {
         let mut response = self.status.into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Some(v) = self
-            .www_authenticate
-            .as_deref()
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
+        let challenge = match &self.www_authenticate {
+            // The fixed challenges are valid header values: taken as they are.
+            Some(Cow::Borrowed(v)) => Some(HeaderValue::from_static(v)),
+            Some(Cow::Owned(v)) => HeaderValue::from_str(v).ok(),
+            None => None,
+        };
+        if let Some(v) = challenge {
             headers.insert(header::WWW_AUTHENTICATE, v);
         }
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        response
+    }
+}
+
+/// The answer without its body: [`super::request_id::finish`] writes it, with the request id,
+/// from the [`ErrorInfo`] the answer carries.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.head();
         response.extensions_mut().insert(ErrorInfo(self));
         response
     }
@@ -223,4 +249,43 @@ fn capitalize(s: &str) -> String {
         out.push('.');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(e: ApiError) -> Option<String> {
+        e.into_response()
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+    }
+
+    #[test]
+    fn refusals_carry_their_challenges() {
+        assert_eq!(challenge(ApiError::missing_key()).as_deref(), Some(REALM));
+        let invalid = format!("{REALM}, error=\"invalid_token\"");
+        for failure in [
+            AuthFailure::Invalid,
+            AuthFailure::Revoked,
+            AuthFailure::Expired,
+        ] {
+            assert_eq!(challenge(ApiError::auth(failure)), Some(invalid.clone()));
+        }
+        assert_eq!(
+            challenge(ApiError::insufficient_capability("keys:write")).as_deref(),
+            Some("Bearer realm=\"keyward\", error=\"insufficient_scope\", scope=\"keys:write\"")
+        );
+        assert_eq!(challenge(ApiError::not_found()), None);
+    }
+
+    #[test]
+    fn only_messages_made_per_error_are_searched_for_keys() {
+        let key = format!("kw_{}", "a".repeat(keyward_core::key::BODY_LEN));
+        let body = ApiError::invalid("name", format!("Unknown value {key}.")).body("req_1");
+        let body = String::from_utf8(body).unwrap_or_default();
+        assert!(!body.contains(&key), "{body}");
+        assert!(body.contains("\"request_id\":\"req_1\""), "{body}");
+    }
 }

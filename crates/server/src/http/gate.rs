@@ -68,7 +68,7 @@ pub async fn gate(connection: Connection, mut req: Request, app: Router) -> Resp
     }
     let answered = async {
         if direct {
-            observed(&state, req, WHOAMI, |req| whoami(&state, req)).await
+            observed(&state, req, WHOAMI, |req| whoami(&state, req, &id)).await
         } else {
             req.extensions_mut().insert(id.clone());
             if let Some(peer) = peer {
@@ -107,12 +107,13 @@ pub async fn gate(connection: Connection, mut req: Request, app: Router) -> Resp
     request_id::finish(response, id)
 }
 
-/// `GET /v1/whoami`, as the router would answer it.
-async fn whoami(state: &AppState, req: Request) -> Response {
+/// `GET /v1/whoami`, as the router would answer it; a refusal with its body written at once
+/// ([`request_id::refusal`]).
+async fn whoami(state: &AppState, req: Request, id: &request_id::RequestId) -> Response {
     let admission =
         match auth::admit_prefetching(state, req.headers(), Principal::prefetch_whoami).await {
             Ok(admission) => admission,
-            Err(refusal) => return refusal,
+            Err(refusal) => return request_id::refusal(refusal, id),
         };
     let now = admission.now();
     auth::answer(state, admission, |principal| async move {

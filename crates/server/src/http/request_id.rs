@@ -84,9 +84,7 @@ pub fn finish(mut response: Response, id: RequestId) -> Response {
         None => None,
     };
     if let Some(error) = error {
-        if error.status.is_server_error() {
-            tracing::error!(request_id = %id.as_str(), status = %error.status, code = error.code, "answered with a server error");
-        }
+        log_server_error(&error, &id);
         let (mut parts, _) = response.into_parts();
         parts.status = error.status;
         parts.headers.insert(
@@ -98,6 +96,23 @@ pub fn finish(mut response: Response, id: RequestId) -> Response {
     }
     put_id(response.headers_mut(), id.0);
     response
+}
+
+/// The whole answer for `error`, its body written already: for an error the gate holds
+/// itself (a refused key on `GET /v1/whoami`), which then need not travel to [`finish`] in
+/// the answer's extensions (a map allocated for it, filled and emptied) before its body is
+/// written. [`finish`] still adds `X-Request-Id`.
+pub fn refusal(error: ApiError, id: &RequestId) -> Response {
+    log_server_error(&error, id);
+    let mut response = error.head();
+    *response.body_mut() = Body::from(error.body(id.as_str()));
+    response
+}
+
+fn log_server_error(error: &ApiError, id: &RequestId) {
+    if error.status.is_server_error() {
+        tracing::error!(request_id = %id.as_str(), status = %error.status, code = error.code, "answered with a server error");
+    }
 }
 
 /// Sets `X-Request-Id`: in the slot that laid-out answers keep for it

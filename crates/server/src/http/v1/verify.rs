@@ -130,13 +130,13 @@ pub async fn verify(
     let (code, message, outcome) = if !decision.allowed {
         state.metrics.rate_limited();
         let e = rate_limited(&decision, limit);
-        (e.code, Some(e.message), Outcome::RateLimited)
+        (e.code, Some(e.message.into_owned()), Outcome::RateLimited)
     } else if let Some(missing) = capability
         .as_ref()
         .filter(|c| !principal.capabilities.grants(c.as_str()))
     {
         let e = ApiError::insufficient_capability(missing.as_str());
-        (e.code, Some(e.message), Outcome::ClientError)
+        (e.code, Some(e.message.into_owned()), Outcome::ClientError)
     } else {
         ("valid", None, Outcome::Success)
     };
@@ -174,7 +174,7 @@ fn refused(failure: AuthFailure) -> VerifyView {
     VerifyView {
         valid: false,
         code: e.code,
-        message: Some(e.message),
+        message: Some(e.message.into_owned()),
         key: None,
         agent: None,
         capabilities: Vec::new(),
@@ -204,7 +204,10 @@ mod tests {
             let view = refused(failure);
             assert!(!view.valid);
             assert_eq!(view.code, code);
-            assert_eq!(view.message, Some(ApiError::auth(failure).message));
+            assert_eq!(
+                view.message,
+                Some(ApiError::auth(failure).message.into_owned())
+            );
             assert!(view.key.is_none() && view.agent.is_none() && view.rate_limit.is_none());
             assert!(view.capabilities.is_empty());
         }
