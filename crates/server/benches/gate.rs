@@ -99,7 +99,7 @@ fn gate(c: &mut Criterion) {
     let mut group = c.benchmark_group("whoami through the gate");
     for count in [10_000, 100_000] {
         let (_dir, state, headers) = rt.block_on(fixture(count));
-        let app = keyward_server::http::app(state);
+        let app = keyward_server::http::Application::new(state).at(None);
         // Every key found once, so that what is measured is the cached path.
         rt.block_on(async {
             for h in &headers {

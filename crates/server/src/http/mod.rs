@@ -114,21 +114,6 @@ impl Application {
     }
 }
 
-/// The application with no connection behind it: see [`Application::at`].
-pub fn app(
-    state: AppState,
-) -> impl tower::Service<
-    Request,
-    Response = Response,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response, Infallible>> + Send,
-> + Clone
-       + Send
-       + Sync
-       + 'static {
-    Application::new(state).at(None)
-}
-
 /// What `axum::serve` calls for each accepted connection: `at(peer)` makes that
 /// connection's service.
 ///
