@@ -126,10 +126,9 @@ impl ApiError {
 
     pub fn auth(failure: AuthFailure) -> Self {
         match failure {
-            AuthFailure::Malformed(reason) => Self::unauthorized(
-                "malformed_api_key",
-                format!("The API key is malformed: {reason}. Copy the whole key exactly as it was shown."),
-            ),
+            AuthFailure::Malformed(reason) => {
+                Self::unauthorized("malformed_api_key", malformed_message(reason))
+            }
             AuthFailure::Invalid => Self::unauthorized("invalid_api_key", "The API key is not valid. Check that it was copied from this deployment."),
             AuthFailure::Revoked => Self::unauthorized("revoked_api_key", "The API key has been revoked. Create a new key."),
             AuthFailure::Expired => Self::unauthorized("expired_api_key", "The API key has expired. Create or roll to a new key."),
@@ -204,6 +203,31 @@ impl ApiError {
 
 /// The answer without its body: [`super::request_id::finish`] writes it, with the request id,
 /// from the [`ErrorInfo`] the answer carries.
+/// The message for a malformed key: fixed text for each reason, so that a flood of malformed
+/// keys costs no formatting (and no search of the text for keys). A test checks that each is
+/// the reason's own text in the one sentence.
+fn malformed_message(reason: keyward_core::MalformedKey) -> &'static str {
+    use keyward_core::MalformedKey::*;
+    macro_rules! sentence {
+        ($reason:literal) => {
+            concat!(
+                "The API key is malformed: ",
+                $reason,
+                ". Copy the whole key exactly as it was shown."
+            )
+        };
+    }
+    match reason {
+        Empty => sentence!("the API key is empty"),
+        WrongPrefix => sentence!("the API key does not start with this deployment's prefix"),
+        WrongLength => sentence!("the API key has the wrong length"),
+        BadCharacter => sentence!("the API key contains a character outside 0-9, A-Z and a-z"),
+        BadChecksum => sentence!(
+            "the API key's checksum does not match; it was probably mistyped or truncated"
+        ),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.head();
@@ -278,6 +302,19 @@ mod tests {
             Some("Bearer realm=\"keyward\", error=\"insufficient_scope\", scope=\"keys:write\"")
         );
         assert_eq!(challenge(ApiError::not_found()), None);
+    }
+
+    #[test]
+    fn a_malformed_keys_message_names_its_reason() {
+        use keyward_core::MalformedKey::*;
+        for reason in [Empty, WrongPrefix, WrongLength, BadCharacter, BadChecksum] {
+            assert_eq!(
+                malformed_message(reason),
+                format!(
+                    "The API key is malformed: {reason}. Copy the whole key exactly as it was shown."
+                )
+            );
+        }
     }
 
     #[test]
