@@ -231,8 +231,8 @@ impl WindowState {
 /// (from [`WindowState::buckets_address`]): the fields above the ring, and the bucket the
 /// request counts in. The slot is found from the window, not from the buckets' own fields,
 /// so both are asked for at once, by a caller that remembered the address and asks before it
-/// holds the state (the in-process limiter's slot). The address may be stale (the state converted or was dropped since):
-/// nothing is read through it, and the hint is merely wasted.
+/// holds the state (the in-process limiter's slot). The address may be stale (the state
+/// converted or was dropped since): nothing is read through it, and the hint is merely wasted.
 pub fn prefetch_buckets(address: usize, limit: RateLimit, now: UnixMillis) {
     let window = window_ms(limit.window_seconds);
     let now = now.clamp(-TIME_BOUND, TIME_BOUND);

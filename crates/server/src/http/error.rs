@@ -174,9 +174,7 @@ impl ApiError {
         })
         .unwrap_or_default()
     }
-}
 
-impl ApiError {
     /// The answer's status and headers, with no body yet.
     pub(super) fn head(&self) -> Response {
         let mut response = self.status.into_response();
@@ -201,33 +199,26 @@ impl ApiError {
     }
 }
 
-/// The answer without its body: [`super::request_id::finish`] writes it, with the request id,
-/// from the [`ErrorInfo`] the answer carries.
-/// The message for a malformed key: fixed text for each reason, so that a flood of malformed
-/// keys costs no formatting (and no search of the text for keys). A test checks that each is
-/// the reason's own text in the one sentence.
-fn malformed_message(reason: keyward_core::MalformedKey) -> &'static str {
+/// The message for a malformed key, one for each reason, made once: a flood of malformed
+/// keys then costs no formatting, and the fixed text no search for keys.
+fn malformed_message(reason: keyward_core::MalformedKey) -> Cow<'static, str> {
     use keyward_core::MalformedKey::*;
-    macro_rules! sentence {
-        ($reason:literal) => {
-            concat!(
-                "The API key is malformed: ",
-                $reason,
-                ". Copy the whole key exactly as it was shown."
-            )
-        };
-    }
-    match reason {
-        Empty => sentence!("the API key is empty"),
-        WrongPrefix => sentence!("the API key does not start with this deployment's prefix"),
-        WrongLength => sentence!("the API key has the wrong length"),
-        BadCharacter => sentence!("the API key contains a character outside 0-9, A-Z and a-z"),
-        BadChecksum => sentence!(
-            "the API key's checksum does not match; it was probably mistyped or truncated"
-        ),
-    }
+    let sentence = || {
+        format!("The API key is malformed: {reason}. Copy the whole key exactly as it was shown.")
+    };
+    static MADE: [std::sync::OnceLock<String>; 5] = [const { std::sync::OnceLock::new() }; 5];
+    let index = match reason {
+        Empty => 0,
+        WrongPrefix => 1,
+        WrongLength => 2,
+        BadCharacter => 3,
+        BadChecksum => 4,
+    };
+    Cow::Borrowed(MADE[index].get_or_init(sentence).as_str())
 }
 
+/// The answer without its body: [`super::request_id::finish`] writes it, with the request id,
+/// from the [`ErrorInfo`] the answer carries.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.head();

@@ -91,8 +91,8 @@ impl Application {
 
     /// The service for the requests of one connection from `peer` (`None` without a
     /// connection, as when tests and benchmarks call the application in-process). Routed
-    /// requests get the peer's address as [`axum::extract::ConnectInfo`], where the audit log and the
-    /// sign-in limits read the client's address.
+    /// requests get the peer's address as [`axum::extract::ConnectInfo`], where the audit
+    /// log and the sign-in limits read the client's address.
     pub fn at(
         &self,
         peer: Option<SocketAddr>,
