@@ -245,11 +245,46 @@ def revocation_bound(server, admin, workdir, trials):
             "max_ms": delays[-1], "same_node_misses": same_node_misses}
 
 
+def steal_ticks():
+    """Ticks each CPU's vCPU spent waiting while the hypervisor ran something else, from
+    /proc/stat: the stalls of the machine itself, which no server can do anything about."""
+    steal = {}
+    for line in open("/proc/stat"):
+        parts = line.split()
+        if parts[0].startswith("cpu") and parts[0] != "cpu":
+            steal[int(parts[0][3:])] = int(parts[8])
+    return steal
+
+
 def loadgen(server, keys_file, rate, seconds, path="/v1/whoami"):
+    """A fixed-rate run on CPU 1; with the milliseconds each CPU's time was stolen meanwhile."""
+    before = steal_ticks()
     out = subprocess.run(["taskset", "-c", "1", LOADGEN, "--url", server.base + path, "--rate", str(int(rate)),
                           "--duration", str(seconds), "--connections", "64", "--keys", keys_file],
                          capture_output=True, text=True, check=True).stdout
-    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+    r = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+    after = steal_ticks()
+    for cpu in (0, 1):
+        r[f"steal_ms_cpu{cpu}"] = (after.get(cpu, 0) - before.get(cpu, 0)) * 1000 / TICKS
+    return r
+
+
+def fixed_rate_rounds(rounds, server, hello, keys_file, rate, seconds):
+    """Latency at a fixed rate in rounds alternating keyward and the ceiling (both up on CPU 0,
+    only the driven one works), so that a stalled stretch of the machine weighs on both.
+    Returns each side's run with the median p99, and every round."""
+    pairs = []
+    for i in range(rounds):
+        k = loadgen(server, keys_file, rate, seconds)
+        h = loadgen(hello, keys_file, rate, seconds)
+        pairs.append({"keyward": k, "hello": h})
+        log(f"latency round {i + 1} at {rate:.0f} req/s: keyward p99 {k['p99_us']:.0f} µs "
+            f"(seconds' p99 median {k['window_p99_median_us']:.0f}, worst {k['window_p99_max_us']:.0f}; "
+            f"steal {k['steal_ms_cpu0']:.0f}/{k['steal_ms_cpu1']:.0f} ms), hello-world p99 {h['p99_us']:.0f} µs "
+            f"(median {h['window_p99_median_us']:.0f}, worst {h['window_p99_max_us']:.0f}; "
+            f"steal {h['steal_ms_cpu0']:.0f}/{h['steal_ms_cpu1']:.0f} ms)")
+    by_p99 = lambda side: sorted((p[side] for p in pairs), key=lambda r: r["p99_us"])[len(pairs) // 2]
+    return by_p99("keyward"), by_p99("hello"), pairs
 
 
 def redis_cpu_seconds(url):
@@ -288,6 +323,8 @@ def main():
     ap.add_argument("--revocations", type=int, default=30, help="revocation trials (default 30)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds alternating the ceiling and keyward's valid-key run (default 3)")
+    ap.add_argument("--latency-rounds", type=int, default=3,
+                    help="rounds alternating keyward and the ceiling at half of peak (default 3)")
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--json", help="write the results here as JSON")
     ap.add_argument("--compare-redis", metavar="URL",
@@ -351,18 +388,16 @@ def main():
         log(f"{name}: {r['rps']:.0f} req/s, {r['cpu_us_per_req']:.2f} µs CPU/req, p99 {r['p99_us']:.0f} µs")
     results["keyward_10k"]["rss_mib"] = server.rss_mib()
     peak = results["keyward_10k"]["valid"]["rps"]
-    results["fixed_rate"] = loadgen(server, keys_file, peak / 2, a.duration)
-    log(f"at {peak / 2:.0f} req/s: {results['fixed_rate']}")
+    # The same rate against the ceiling, in alternating rounds: the tail of this machine and
+    # the generator, to read keyward's beside.
+    hello = Server([HELLO, "127.0.0.1:0"], cwd=ROOT)
+    results["fixed_rate"], results["fixed_rate_hello"], results["fixed_rate_rounds"] = fixed_rate_rounds(
+        a.latency_rounds, server, hello, keys_file, peak / 2, a.duration)
+    hello.stop()
     results["usage_check"] = usage_check(server, admin, work)
     results["revocation"] = revocation_bound(server, admin, work, a.revocations)
     log(f"revocation bound: {results['revocation']}")
     server.stop()
-    # The same rate against the ceiling, alone on its core: the tail of this machine and the
-    # generator, to read keyward's beside.
-    hello = Server([HELLO, "127.0.0.1:0"], cwd=ROOT)
-    results["fixed_rate_hello"] = loadgen(hello, keys_file, peak / 2, a.duration)
-    hello.stop()
-    log(f"hello-world at {peak / 2:.0f} req/s: {results['fixed_rate_hello']}")
 
     if a.scale:
         scale_work = tempfile.mkdtemp(prefix="keyward-bench-scale-")
@@ -428,9 +463,18 @@ def report(r):
         print("\nper round, whoami valid ÷ ceiling: CPU " +
               ", ".join(f"{x['cpu_ratio']:.2f}" for x in r["rounds"]) + "; req/s " +
               ", ".join(f"{x['rps_ratio']:.2f}" for x in r["rounds"]) + " (the table shows the medians)")
+    print(f"\nfixed rate at half of peak, {len(r['fixed_rate_rounds'])} rounds alternating keyward and the ceiling "
+          "(the run with the median p99 of each):")
     for name, key in [("keyward", "fixed_rate"), ("hello-world", "fixed_rate_hello")]:
         f = r[key]
-        print(f"\nfixed rate {f['rate']:.0f} req/s, {name}: p50 {f['p50_us']:.0f} µs, p99 {f['p99_us']:.0f} µs, p999 {f['p999_us']:.0f} µs, max {f['max_us']:.0f} µs, late sends {f.get('late_sends', 0):.0f}")
+        print(f"{name} {f['rate']:.0f} req/s: p50 {f['p50_us']:.0f} µs, p99 {f['p99_us']:.0f} µs, p999 {f['p999_us']:.0f} µs, "
+              f"max {f['max_us']:.0f} µs; seconds' p99 median {f['window_p99_median_us']:.0f} µs, worst "
+              f"{f['window_p99_max_us']:.0f} µs; late sends {f.get('late_sends', 0):.0f}")
+    print("p99 per round, keyward / hello-world (µs; CPU time stolen by the hypervisor on CPU 0 and 1, ms): " +
+          ", ".join(f"{p['keyward']['p99_us']:.0f}/{p['hello']['p99_us']:.0f} "
+                    f"({p['keyward']['steal_ms_cpu0'] + p['hello']['steal_ms_cpu0']:.0f}, "
+                    f"{p['keyward']['steal_ms_cpu1'] + p['hello']['steal_ms_cpu1']:.0f})"
+                    for p in r["fixed_rate_rounds"]))
     v = r["revocation"]
     print(f"cross-process revocation ({v['trials']} trials): min {v['min_ms']:.1f} ms, p50 {v['p50_ms']:.1f}, "
           f"p90 {v['p90_ms']:.1f}, p99 {v['p99_ms']:.1f}, max {v['max_ms']:.1f}; same-node misses: {v['same_node_misses']}")

@@ -14,6 +14,11 @@
 //! server's.
 //! Keys from `--keys` rotate through the `Authorization` header.
 //!
+//! Besides the percentiles of the whole run it prints the median and the worst of each
+//! second's p99 (`window_p99_median_us`, `window_p99_max_us`): a tail made by a few stalled
+//! seconds shows as a worst second far above the median one, a tail of the server's own as
+//! every second alike.
+//!
 //! Usage: loadgen --url http://127.0.0.1:8080/v1/whoami --rate 20000 --duration 10
 //!                [--connections 64] [--keys keys.txt]
 
@@ -85,7 +90,8 @@ async fn main() {
             stream.set_nodelay(true).ok();
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
             tokio::spawn(conn);
-            let mut latencies: Vec<u32> = Vec::new();
+            // (second of the run the request was scheduled in, latency in µs)
+            let mut latencies: Vec<(u32, u32)> = Vec::new();
             let mut statuses = [0u64; 6];
             // Spread the connections' schedules evenly over one interval.
             let mut scheduled = start + interval.mul_f64(c as f64 / connections as f64);
@@ -115,13 +121,14 @@ async fn main() {
                     Err(_) => statuses[0] += 1,
                 }
                 free_since = Instant::now();
-                latencies.push(free_since.saturating_duration_since(measured_from).as_micros().min(u32::MAX as u128) as u32);
+                let latency = free_since.saturating_duration_since(measured_from).as_micros().min(u32::MAX as u128) as u32;
+                latencies.push((scheduled.duration_since(start).as_secs() as u32, latency));
                 scheduled += interval;
             }
             (latencies, statuses, late)
         }));
     }
-    let mut all: Vec<u32> = Vec::new();
+    let mut all: Vec<(u32, u32)> = Vec::new();
     let mut statuses = [0u64; 6];
     let mut late = 0;
     for t in tasks {
@@ -134,20 +141,45 @@ async fn main() {
     }
     // The achieved rate, over the time the run really took (not the nominal duration).
     let elapsed = start.elapsed().as_secs_f64();
+    let mut windows: Vec<Vec<u32>> = Vec::new();
+    for &(second, latency) in &all {
+        if windows.len() <= second as usize {
+            windows.resize(second as usize + 1, Vec::new());
+        }
+        windows[second as usize].push(latency);
+    }
+    let mut window_p99: Vec<u32> = windows
+        .iter_mut()
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            w.sort_unstable();
+            percentile(w, 0.99)
+        })
+        .collect();
+    window_p99.sort_unstable();
+    let mut all: Vec<u32> = all.into_iter().map(|(_, latency)| latency).collect();
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| percentile(&all, p);
     println!(
-        "requests={} rate={:.0} p50_us={} p99_us={} p999_us={} max_us={} 2xx={} 4xx={} 5xx={} errors={} late_sends={}",
+        "requests={} rate={:.0} p50_us={} p99_us={} p999_us={} max_us={} window_p99_median_us={} \
+         window_p99_max_us={} 2xx={} 4xx={} 5xx={} errors={} late_sends={}",
         all.len(),
         all.len() as f64 / elapsed,
         pct(0.50),
         pct(0.99),
         pct(0.999),
         all.last().copied().unwrap_or(0),
+        percentile(&window_p99, 0.5),
+        window_p99.last().copied().unwrap_or(0),
         statuses[2],
         statuses[4],
         statuses[5],
         statuses[0],
         late
     );
+}
+
+/// The `p` quantile of sorted `values` (0 for none).
+fn percentile(values: &[u32], p: f64) -> u32 {
+    values.get(((values.len() as f64 * p) as usize).min(values.len().saturating_sub(1))).copied().unwrap_or(0)
 }

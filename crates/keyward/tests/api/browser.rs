@@ -195,6 +195,7 @@ async fn dashboard_in_a_real_browser() {
                     rate_limited: limited,
                     server_errors: 0,
                 },
+                row: None,
             }
         })
         .collect();

@@ -983,6 +983,7 @@ async fn usage_charts_show_requests_errors_and_rate_limits() {
                 rate_limited: 1,
                 server_errors: 0,
             },
+            row: None,
         },
         Increment {
             org: t.org.clone(),
@@ -994,6 +995,7 @@ async fn usage_charts_show_requests_errors_and_rate_limits() {
                 success: 4,
                 ..Counts::default()
             },
+            row: None,
         },
     ];
     let mut tx = app.service.store().begin().await.unwrap();
