@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keyward_core::{AgentId, CompactKeyId, KeyId, OrgId, UnixMillis};
-use keyward_store::usage::{self, Counts, Granularity, Increment, MinuteRow};
+use keyward_store::usage::{self, Counts, Granularity, Increment};
 use keyward_store::{keys, Store};
 
 /// What a request's answer was, for the counters.
@@ -62,9 +62,6 @@ pub struct UsageCell {
     org: OrgId,
     agent: AgentId,
     key: KeyId,
-    /// Where the latest minute's row was stored by a committed flush: the next flushes of
-    /// that minute update it in place (see [`MinuteRow`]). Only flushes touch it.
-    stored: Mutex<Option<(UnixMillis, MinuteRow)>>,
 }
 
 /// `repr(C)`: what every count changes first, the rest after.
@@ -140,22 +137,6 @@ impl UsageCell {
             org,
             agent,
             key,
-            stored: Mutex::new(None),
-        }
-    }
-
-    /// Where `minute`'s row is, if a committed flush said so.
-    fn stored_row(&self, minute: UnixMillis) -> Option<MinuteRow> {
-        let stored = *self.stored.lock().ok()?;
-        stored.and_then(|(m, row)| (m == minute).then_some(row))
-    }
-
-    /// Remembers where `minute`'s row is, unless a later minute's is known already.
-    fn remember_row(&self, minute: UnixMillis, row: MinuteRow) {
-        if let Ok(mut stored) = self.stored.lock() {
-            if stored.is_none_or(|(m, _)| m <= minute) {
-                *stored = Some((minute, row));
-            }
         }
     }
 
@@ -372,20 +353,14 @@ impl UsageRecorder {
             return;
         }
         let mut increments: Vec<Increment> = Vec::with_capacity(taken.len());
-        // The cell of each increment, to remember where its row was stored.
-        let mut cells: Vec<&UsageCell> = Vec::with_capacity(taken.len());
         for (i, k) in taken.values().enumerate() {
-            for (minute, counts) in &k.minutes {
-                increments.push(Increment {
-                    org: k.ids.org.clone(),
-                    agent: k.ids.agent.clone(),
-                    key: k.ids.key.clone(),
-                    minute: *minute,
-                    counts: *counts,
-                    row: k.ids.stored_row(*minute),
-                });
-                cells.push(&k.ids);
-            }
+            increments.extend(k.minutes.iter().map(|(minute, counts)| Increment {
+                org: k.ids.org.clone(),
+                agent: k.ids.agent.clone(),
+                key: k.ids.key.clone(),
+                minute: *minute,
+                counts: *counts,
+            }));
             if i % YIELD_EVERY == YIELD_EVERY - 1 {
                 tokio::task::yield_now().await;
             }
@@ -393,23 +368,16 @@ impl UsageRecorder {
         let started = std::time::Instant::now();
         let result = async {
             let mut tx = store.begin().await?;
-            let rows = usage::add(&mut tx, &increments).await?;
+            usage::add(&mut tx, &increments).await?;
             let added = started.elapsed();
             keys::touch_last_used(&mut tx, &used).await?;
             let touched = started.elapsed();
             keyward_store::commit(tx).await?;
-            Ok::<_, keyward_store::StoreError>((rows, added, touched))
+            Ok::<_, keyward_store::StoreError>((added, touched))
         }
         .await;
         let e = match result {
-            Ok((rows, added, touched)) => {
-                // Only rows of a committed flush are remembered: a rolled-back insert's id
-                // may go to another row (which the update would refuse, but need not meet).
-                for ((inc, cell), row) in increments.iter().zip(&cells).zip(rows) {
-                    if let Some(row) = row {
-                        cell.remember_row(inc.minute, row);
-                    }
-                }
+            Ok((added, touched)) => {
                 tracing::debug!(
                     rows = increments.len(),
                     last_used = used.len(),
@@ -592,61 +560,6 @@ mod tests {
         assert_eq!(minutes[1].1.server_errors, 1);
         assert_eq!(k.last_used, 61_000);
         assert_eq!(used.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_flushed_minute_row_is_found_again_by_its_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("usage.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        let recorder = UsageRecorder::default();
-        let (org, agent) = (OrgId::generate(), AgentId::generate());
-        let keys = [KeyId::generate(), KeyId::generate()];
-        let cells = keys
-            .clone()
-            .map(|key| Arc::new(UsageCell::new(org.clone(), agent.clone(), key)));
-        let minute = 7 * 60_000;
-        let count = |n: usize| {
-            for _ in 0..n {
-                cells
-                    .iter()
-                    .for_each(|c| recorder.record(c, minute + 5, Outcome::Success));
-            }
-        };
-        count(3);
-        recorder.flush(&store).await;
-        let places = cells.clone().map(|c| c.stored_row(minute));
-        assert!(places.iter().all(Option::is_some), "{places:?}");
-        assert_ne!(places[0], places[1]);
-        assert_eq!(
-            cells[0].stored_row(minute + 60_000),
-            None,
-            "only that minute's"
-        );
-        // The next flushes of the minute add to the same rows.
-        count(4);
-        recorder.flush(&store).await;
-        count(5);
-        recorder.flush(&store).await;
-        assert_eq!(cells.clone().map(|c| c.stored_row(minute)), places);
-        let mut conn = store.read().await.unwrap();
-        let rows = usage::series(
-            &mut conn,
-            &org,
-            usage::Subject::Keys(&keys),
-            Granularity::Minute,
-            0,
-            UnixMillis::MAX,
-        )
-        .await
-        .unwrap();
-        assert_eq!(rows.len(), 2);
-        assert!(rows
-            .iter()
-            .all(|(_, bucket, c)| *bucket == minute && c.requests == 12));
-        drop(conn);
-        store.close().await;
     }
 
     #[tokio::test]

@@ -6,8 +6,6 @@
 //! `usage_minute`, so reads of hours and days add the minutes from the mark on. Writing one
 //! table instead of three on every flush is most of what a flush costs the database.
 
-use std::collections::HashMap;
-
 use keyward_core::{AgentId, KeyId, OrgId, UnixMillis};
 use sqlx::Row;
 
@@ -74,17 +72,7 @@ pub struct Increment {
     pub key: KeyId,
     pub minute: UnixMillis,
     pub counts: Counts,
-    /// Where this key's row for this minute is stored, if an earlier [`add`] said so.
-    pub row: Option<MinuteRow>,
 }
-
-/// Where one key's row for one minute is stored in `usage_minute` (SQLite's row id), as
-/// [`add`] reports it. A busy key's row is written once a second for a whole minute: given
-/// back with the next increments, [`add`] finds the row by its id instead of searching the
-/// key's index for it. Made only by [`add`]; a row that is gone or holds another key and
-/// minute by then is never changed through it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MinuteRow(i64);
 
 /// Where the hourly and daily rows end: minutes before this are counted in them.
 pub async fn rolled_until(conn: &mut Conn) -> Result<UnixMillis, StoreError> {
@@ -101,14 +89,7 @@ pub async fn rolled_until(conn: &mut Conn) -> Result<UnixMillis, StoreError> {
 /// summed per bucket, sorted (so concurrent flushes from several nodes take row locks in one
 /// order and cannot deadlock) and sent in a few statements (a JSON array on PostgreSQL,
 /// multi-row `VALUES` on SQLite).
-///
-/// Returns, for each increment in order, where its minute row is stored when the database
-/// can say (SQLite), to be given back in [`Increment::row`] by the next flushes of the same
-/// minute.
-pub async fn add(
-    conn: &mut Conn,
-    batch: &[Increment],
-) -> Result<Vec<Option<MinuteRow>>, StoreError> {
+pub async fn add(conn: &mut Conn, batch: &[Increment]) -> Result<(), StoreError> {
     let postgres = conn.backend_name() == "PostgreSQL";
     // On PostgreSQL a shared lock on the mark: a roll-up (which takes it exclusively) waits
     // for this flush to commit, so it never misses minutes written under an older mark.
@@ -118,117 +99,28 @@ pub async fn add(
         "SELECT rolled_until FROM usage_rollup WHERE id = 1"
     };
     let mark: UnixMillis = sqlx::query_scalar(mark_sql).fetch_one(&mut *conn).await?;
-    let rows = if postgres {
-        upsert(conn, Granularity::Minute, batch.iter(), postgres).await?;
-        vec![None; batch.len()]
-    } else {
-        add_minutes_by_row(conn, batch).await?
-    };
-    let late = || batch.iter().filter(|inc| inc.minute < mark);
-    if late().next().is_some() {
-        upsert(conn, Granularity::Hour, late(), postgres).await?;
-        upsert(conn, Granularity::Day, late(), postgres).await?;
-    }
-    Ok(rows)
-}
-
-/// SQLite: adds the increments to their minute rows, updating the rows whose place is known
-/// by that place and upserting the rest; returns where each row is.
-///
-/// An update by row id skips the search of the `(key_id, bucket)` index and binds one text
-/// value instead of three, about a third of what the upsert costs the database. It checks
-/// that the row still holds the increment's key and minute: a row pruned, or deleted with
-/// its key, may have left its id to another row. An increment whose row was not updated
-/// that way is upserted like one whose row was never known, so none is lost or counted
-/// twice.
-async fn add_minutes_by_row(
-    conn: &mut Conn,
-    batch: &[Increment],
-) -> Result<Vec<Option<MinuteRow>>, StoreError> {
-    let mut rows: Vec<Option<MinuteRow>> = vec![None; batch.len()];
-    // An update joins each row once, so a row given twice is upserted the second time.
-    let mut known: Vec<(usize, i64)> = Vec::new();
-    let mut rest: Vec<usize> = Vec::new();
-    let mut given = std::collections::HashSet::new();
-    for (i, inc) in batch.iter().enumerate() {
-        match inc.row {
-            Some(MinuteRow(id)) if given.insert(id) => known.push((i, id)),
-            _ => rest.push(i),
-        }
-    }
-    for piece in crate::batch::pieces(&known) {
-        let sql = format!(
-            "WITH v (id, key_id, bucket, requests, success, client_errors, rate_limited,
-                     server_errors) AS (VALUES {values})
-             UPDATE usage_minute SET
-                requests = usage_minute.requests + v.requests,
-                success = usage_minute.success + v.success,
-                client_errors = usage_minute.client_errors + v.client_errors,
-                rate_limited = usage_minute.rate_limited + v.rate_limited,
-                server_errors = usage_minute.server_errors + v.server_errors
-             FROM v
-             WHERE usage_minute.rowid = v.id AND usage_minute.key_id = v.key_id
-               AND usage_minute.bucket = v.bucket
-             RETURNING rowid",
-            values = crate::batch::values(piece.len(), 8),
-        );
-        let mut q = sqlx::query_scalar::<_, i64>(&sql);
-        for &(i, id) in piece {
-            let inc = &batch[i];
-            let c = &inc.counts;
-            q = q
-                .bind(id)
-                .bind(inc.key.as_str())
-                .bind(inc.minute)
-                .bind(c.requests)
-                .bind(c.success)
-                .bind(c.client_errors)
-                .bind(c.rate_limited)
-                .bind(c.server_errors);
-        }
-        let updated: std::collections::HashSet<i64> =
-            q.fetch_all(&mut *conn).await?.into_iter().collect();
-        for &(i, id) in piece {
-            if updated.contains(&id) {
-                rows[i] = Some(MinuteRow(id));
-            } else {
-                rest.push(i);
-            }
-        }
-    }
-    if rest.is_empty() {
-        return Ok(rows);
-    }
-    let stored = upsert(
-        conn,
-        Granularity::Minute,
-        rest.iter().map(|&i| &batch[i]),
-        false,
-    )
-    .await?;
-    let places: HashMap<(&str, UnixMillis), i64> = stored
+    let late: Vec<Increment> = batch
         .iter()
-        .map(|(id, key, bucket)| ((key.as_str(), *bucket), *id))
+        .filter(|inc| inc.minute < mark)
+        .cloned()
         .collect();
-    for i in rest {
-        let inc = &batch[i];
-        rows[i] = places
-            .get(&(inc.key.as_str(), inc.minute))
-            .map(|&id| MinuteRow(id));
+    upsert(conn, Granularity::Minute, batch, postgres).await?;
+    if !late.is_empty() {
+        upsert(conn, Granularity::Hour, &late, postgres).await?;
+        upsert(conn, Granularity::Day, &late, postgres).await?;
     }
-    Ok(rows)
+    Ok(())
 }
 
-/// Adds `batch` into `g`'s rows. On SQLite, returns each written row's id, key and bucket.
-async fn upsert<'a>(
+async fn upsert(
     conn: &mut Conn,
     g: Granularity,
-    batch: impl Iterator<Item = &'a Increment>,
+    batch: &[Increment],
     postgres: bool,
-) -> Result<Vec<(i64, String, UnixMillis)>, StoreError> {
+) -> Result<(), StoreError> {
     let mut rows: std::collections::BTreeMap<(&KeyId, UnixMillis), (&OrgId, &AgentId, Counts)> =
         std::collections::BTreeMap::new();
-    for (i, inc) in batch.enumerate() {
+    for (i, inc) in batch.iter().enumerate() {
         let entry = rows.entry((&inc.key, g.floor(inc.minute))).or_insert((
             &inc.org,
             &inc.agent,
@@ -243,16 +135,14 @@ async fn upsert<'a>(
     }
     let rows: Vec<_> = rows.into_iter().collect();
     if !postgres {
-        let mut stored = Vec::with_capacity(rows.len());
         for piece in crate::batch::pieces(&rows) {
             let sql = format!(
-                "INSERT INTO {table} ({COLUMNS}) VALUES {values} {on_conflict}
-                 RETURNING rowid, key_id, bucket",
+                "INSERT INTO {table} ({COLUMNS}) VALUES {values} {on_conflict}",
                 table = g.table(),
                 values = crate::batch::values(piece.len(), 9),
                 on_conflict = add_on_conflict(g.table()),
             );
-            let mut q = sqlx::query_as::<_, (i64, String, i64)>(&sql);
+            let mut q = sqlx::query(&sql);
             for ((key, bucket), (org, agent, c)) in piece {
                 q = q
                     .bind(org.as_str())
@@ -265,9 +155,9 @@ async fn upsert<'a>(
                     .bind(c.rate_limited)
                     .bind(c.server_errors);
             }
-            stored.extend(q.fetch_all(&mut *conn).await?);
+            q.execute(&mut *conn).await?;
         }
-        return Ok(stored);
+        return Ok(());
     }
     let sql = format!(
         "INSERT INTO {table} ({COLUMNS})
@@ -298,7 +188,7 @@ async fn upsert<'a>(
         let json = crate::batch::json(&json)?;
         sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
     }
-    Ok(Vec::new())
+    Ok(())
 }
 
 /// The columns of the usage tables, in the order rows are sent.

@@ -195,7 +195,6 @@ async fn dashboard_in_a_real_browser() {
                     rate_limited: limited,
                     server_errors: 0,
                 },
-                row: None,
             }
         })
         .collect();

@@ -983,7 +983,6 @@ async fn usage_charts_show_requests_errors_and_rate_limits() {
                 rate_limited: 1,
                 server_errors: 0,
             },
-            row: None,
         },
         Increment {
             org: t.org.clone(),
@@ -995,7 +994,6 @@ async fn usage_charts_show_requests_errors_and_rate_limits() {
                 success: 4,
                 ..Counts::default()
             },
-            row: None,
         },
     ];
     let mut tx = app.service.store().begin().await.unwrap();

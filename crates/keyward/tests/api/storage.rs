@@ -515,7 +515,6 @@ async fn usage_rolls_up_into_hours_and_days_exactly_once() {
                     success: requests,
                     ..Counts::default()
                 },
-                row: None,
             };
             let write = |batch: Vec<Increment>| {
                 let store = service.store().clone();
@@ -604,124 +603,6 @@ async fn usage_rolls_up_into_hours_and_days_exactly_once() {
                 totals(Granularity::Day).await,
                 vec![(base, 63)],
                 "pruned minutes stay counted in the days"
-            );
-        },
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn minute_rows_are_added_to_by_their_place_and_never_through_a_wrong_one() {
-    use keyward_core::KeyId;
-    use keyward_store::usage::{self, Counts, Granularity, Increment, MinuteRow, Subject};
-    on_every_backend(
-        "minute_rows_are_added_to_by_their_place_and_never_through_a_wrong_one",
-        |service, _| async move {
-            let t = tenant(&service, "Placed", "pro", ALL).await;
-            let other = KeyId::from_stored("key_0therK3yOfTheSameAgent1".to_string());
-            let minute = 30 * Granularity::Day.millis();
-            let inc = |key: &KeyId, minute: i64, requests: i64, row: Option<MinuteRow>| Increment {
-                org: t.org.clone(),
-                agent: t.agent.clone(),
-                key: key.clone(),
-                minute,
-                counts: Counts {
-                    requests,
-                    success: requests,
-                    ..Counts::default()
-                },
-                row,
-            };
-            let write = |batch: Vec<Increment>| {
-                let store = service.store().clone();
-                async move {
-                    let mut tx = store.begin().await.unwrap();
-                    let rows = usage::add(&mut tx, &batch).await.unwrap();
-                    keyward_store::commit(tx).await.unwrap();
-                    rows
-                }
-            };
-            let counts = || {
-                let store = service.store().clone();
-                let (org, keys) = (t.org.clone(), [t.key_id.clone(), other.clone()]);
-                async move {
-                    let mut conn = store.read().await.unwrap();
-                    let mut rows: Vec<_> = usage::series(
-                        &mut conn,
-                        &org,
-                        Subject::Keys(&keys),
-                        Granularity::Minute,
-                        0,
-                        i64::MAX,
-                    )
-                    .await
-                    .unwrap()
-                    .into_iter()
-                    .map(|(key, bucket, c)| (key == keys[0], bucket, c.requests))
-                    .collect();
-                    rows.sort_unstable();
-                    rows
-                }
-            };
-            let sqlite = service.store().backend() == keyward_store::Backend::Sqlite;
-
-            let first = write(vec![
-                inc(&t.key_id, minute, 1, None),
-                inc(&other, minute, 2, None),
-            ])
-            .await;
-            assert_eq!(first.len(), 2);
-            if sqlite {
-                assert!(
-                    first.iter().all(Option::is_some),
-                    "SQLite says where rows are: {first:?}"
-                );
-                assert_ne!(first[0], first[1]);
-            } else {
-                assert!(
-                    first.iter().all(Option::is_none),
-                    "PostgreSQL upserts every time"
-                );
-            }
-            let (mine, theirs) = (first[0], first[1]);
-
-            // Given back, the places find the same rows.
-            let again = write(vec![
-                inc(&t.key_id, minute, 10, mine),
-                inc(&other, minute, 20, theirs),
-            ])
-            .await;
-            assert_eq!(again, first);
-            assert_eq!(
-                counts().await,
-                vec![(false, minute, 22), (true, minute, 11)]
-            );
-
-            // Another key's row, another minute's row and a row given twice: the counts go
-            // where they belong, each once.
-            let odd = write(vec![
-                inc(&t.key_id, minute, 100, theirs),
-                inc(&t.key_id, minute + 60_000, 5, mine),
-                inc(&other, minute, 1_000, theirs),
-                inc(&other, minute, 1_000, theirs),
-            ])
-            .await;
-            assert_eq!(odd[0], mine, "a wrong place is corrected");
-            assert_eq!(odd[2], theirs);
-            assert_eq!(odd[3], theirs);
-            if sqlite {
-                assert!(
-                    odd[1].is_some() && odd[1] != mine,
-                    "a new minute has a row of its own"
-                );
-            }
-            assert_eq!(
-                counts().await,
-                vec![
-                    (false, minute, 2_022),
-                    (true, minute, 111),
-                    (true, minute + 60_000, 5)
-                ]
             );
         },
     )
