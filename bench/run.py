@@ -257,13 +257,15 @@ def steal_ticks():
 
 
 def loadgen(server, keys_file, rate, seconds, path="/v1/whoami"):
-    """A fixed-rate run on CPU 1; with the milliseconds each CPU's time was stolen meanwhile."""
-    before = steal_ticks()
+    """A fixed-rate run on CPU 1; with the server's CPU per request at that rate and the
+    milliseconds each CPU's time was stolen meanwhile."""
+    before, cpu_before = steal_ticks(), server.cpu_seconds()
     out = subprocess.run(["taskset", "-c", "1", LOADGEN, "--url", server.base + path, "--rate", str(int(rate)),
                           "--duration", str(seconds), "--connections", "64", "--keys", keys_file],
                          capture_output=True, text=True, check=True).stdout
     r = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
     after = steal_ticks()
+    r["cpu_us_per_req"] = (server.cpu_seconds() - cpu_before) * 1e6 / max(r["requests"], 1)
     for cpu in (0, 1):
         r[f"steal_ms_cpu{cpu}"] = (after.get(cpu, 0) - before.get(cpu, 0)) * 1000 / TICKS
     return r
@@ -278,7 +280,8 @@ def fixed_rate_rounds(rounds, server, hello, keys_file, rate, seconds):
         k = loadgen(server, keys_file, rate, seconds)
         h = loadgen(hello, keys_file, rate, seconds)
         pairs.append({"keyward": k, "hello": h})
-        log(f"latency round {i + 1} at {rate:.0f} req/s: keyward p99 {k['p99_us']:.0f} µs "
+        log(f"latency round {i + 1} at {rate:.0f} req/s: CPU {k['cpu_us_per_req']:.2f} against "
+            f"{h['cpu_us_per_req']:.2f} µs/req; keyward p99 {k['p99_us']:.0f} µs "
             f"(seconds' p99 median {k['window_p99_median_us']:.0f}, worst {k['window_p99_max_us']:.0f}; "
             f"steal {k['steal_ms_cpu0']:.0f}/{k['steal_ms_cpu1']:.0f} ms), hello-world p99 {h['p99_us']:.0f} µs "
             f"(median {h['window_p99_median_us']:.0f}, worst {h['window_p99_max_us']:.0f}; "
@@ -470,6 +473,10 @@ def report(r):
         print(f"{name} {f['rate']:.0f} req/s: p50 {f['p50_us']:.0f} µs, p99 {f['p99_us']:.0f} µs, p999 {f['p999_us']:.0f} µs, "
               f"max {f['max_us']:.0f} µs; seconds' p99 median {f['window_p99_median_us']:.0f} µs, worst "
               f"{f['window_p99_max_us']:.0f} µs; late sends {f.get('late_sends', 0):.0f}")
+    ratios = sorted(p["keyward"]["cpu_us_per_req"] / p["hello"]["cpu_us_per_req"] for p in r["fixed_rate_rounds"])
+    print(f"server CPU per request at this rate, keyward ÷ hello-world: median {ratios[len(ratios) // 2]:.2f} "
+          f"(rounds sorted: {', '.join(f'{x:.2f}' for x in ratios)}); at a fixed rate both get the same "
+          "arrivals, so neither pays for the other's batching")
     print("p99 per round, keyward / hello-world (µs; CPU time stolen by the hypervisor on CPU 0 and 1, ms): " +
           ", ".join(f"{p['keyward']['p99_us']:.0f}/{p['hello']['p99_us']:.0f} "
                     f"({p['keyward']['steal_ms_cpu0'] + p['hello']['steal_ms_cpu0']:.0f}, "

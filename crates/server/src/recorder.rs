@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
+use smallvec::SmallVec;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,10 +40,14 @@ impl Outcome {
 struct PerKey {
     /// Where the key's ids are held (a cell of the key, shared rather than copied).
     ids: Arc<UsageCell>,
-    /// Counts per minute; almost always one or two minutes between flushes.
-    minutes: Vec<(UnixMillis, Counts)>,
+    minutes: Minutes,
     last_used: UnixMillis,
 }
+
+/// A key's counts per minute between two flushes: almost always one minute, held inline
+/// (a list of its own per key was thousands of small allocations a flush, freed together
+/// at its end); two across a minute's end.
+type Minutes = SmallVec<[(UnixMillis, Counts); 1]>;
 
 /// What each key did since the last flush.
 type PerKeys = HashMap<CompactKeyId, PerKey, RandomState>;
@@ -121,8 +126,9 @@ const _: () = assert!(
 
 impl Counting {
     /// Takes the counts of every minute, leaving none.
-    fn take_minutes(&mut self) -> Vec<(UnixMillis, Counts)> {
-        let mut minutes = std::mem::take(&mut self.earlier);
+    fn take_minutes(&mut self) -> Minutes {
+        // The earlier minutes' list goes with them (it exists only across a minute's end).
+        let mut minutes: Minutes = std::mem::take(&mut self.earlier).into_iter().collect();
         if let Some(minute) = self.minute.take() {
             minutes.push((minute, std::mem::take(&mut self.current).counts()));
         }
@@ -156,7 +162,7 @@ impl UsageCell {
             .entry(CompactKeyId::from(&self.key))
             .or_insert_with(|| PerKey {
                 ids: self.clone(),
-                minutes: Vec::new(),
+                minutes: Minutes::new(),
                 last_used,
             });
         k.last_used = k.last_used.max(last_used);
@@ -172,11 +178,14 @@ impl std::fmt::Debug for UsageCell {
     }
 }
 
-/// Adds `counts` to `minute`'s entry in `minutes`.
-fn add_minute(minutes: &mut Vec<(UnixMillis, Counts)>, minute: UnixMillis, counts: &Counts) {
+/// Adds `counts` to `minute`'s entry in `minutes` (a cell's or a flush's list).
+fn add_minute<M>(minutes: &mut M, minute: UnixMillis, counts: &Counts)
+where
+    M: std::ops::DerefMut<Target = [(UnixMillis, Counts)]> + Extend<(UnixMillis, Counts)>,
+{
     match minutes.iter_mut().find(|(m, _)| *m == minute) {
         Some((_, c)) => c.add(counts),
-        None => minutes.push((minute, *counts)),
+        None => minutes.extend([(minute, *counts)]),
     }
 }
 
@@ -198,6 +207,56 @@ struct Pending {
     deferred: HashMap<CompactKeyId, Touch, RandomState>,
     /// Counts deferrals, to write the longest-waiting first.
     deferrals: u64,
+    /// Emptied buffers of the last flush, for the next one.
+    spare: Spare,
+}
+
+/// The buffers a flush fills and empties again, kept for the next one. With thousands of
+/// keys a second they take megabytes; made anew every second, the allocator gave their
+/// pages back to the system between two flushes and had them faulted in again (hundreds of
+/// page faults a second, each tens of microseconds on a virtual machine: docs/BENCHMARKS.md).
+#[derive(Default)]
+struct Spare {
+    cells: Vec<Arc<UsageCell>>,
+    keys: PerKeys,
+    increments: Vec<Increment>,
+}
+
+/// The most entries an emptied buffer may hold room for and still be kept: a burst of many
+/// more keys than usual leaves no lasting memory behind.
+const KEEP_ROOM_FOR: usize = 100_000;
+
+/// Empties `buffer` (callers empty it before they take a lock) and keeps it in `spare`, if it
+/// has more room than what `spare` holds and not more than [`KEEP_ROOM_FOR`].
+fn keep<T: Emptied>(spare: &mut T, mut buffer: T) {
+    buffer.empty();
+    if buffer.room() <= KEEP_ROOM_FOR && buffer.room() > spare.room() {
+        *spare = buffer;
+    }
+}
+
+/// A buffer that can be emptied, keeping its room.
+trait Emptied {
+    fn empty(&mut self);
+    fn room(&self) -> usize;
+}
+
+impl<T> Emptied for Vec<T> {
+    fn empty(&mut self) {
+        self.clear();
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
+}
+
+impl Emptied for PerKeys {
+    fn empty(&mut self) {
+        self.clear();
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
 }
 
 /// A key's last use, due to be written.
@@ -221,7 +280,7 @@ const MAX_TOUCHES_PER_FLUSH: usize = 1_000;
 impl Pending {
     /// What one flush writes: the counts gathered so far and the last uses due now.
     fn take_batch(&mut self) -> (PerKeys, Vec<(OrgId, KeyId, UnixMillis)>) {
-        let taken = std::mem::take(&mut self.keys);
+        let taken = std::mem::replace(&mut self.keys, std::mem::take(&mut self.spare.keys));
         if self.written.len() > MAX_PENDING {
             self.written.clear();
         }
@@ -320,18 +379,14 @@ impl UsageRecorder {
     /// the runtime every [`YIELD_EVERY`] cells: thousands of keys a second must not hold up
     /// the requests on this thread for one long stretch.
     async fn drain_cells(&self) {
-        let Some(cells) = self
-            .pending
-            .lock()
-            .ok()
-            .map(|mut p| std::mem::take(&mut p.queued))
-        else {
+        let Some((mut cells, mut drained)) = self.pending.lock().ok().map(|mut p| {
+            let spare = std::mem::take(&mut p.spare.cells);
+            let cells = std::mem::replace(&mut p.queued, spare);
+            (cells, std::mem::take(&mut p.spare.keys))
+        }) else {
             return;
         };
-        if cells.is_empty() {
-            return;
-        }
-        let mut drained = PerKeys::with_capacity_and_hasher(cells.len(), RandomState::default());
+        drained.reserve(cells.len());
         for (i, cell) in cells.iter().enumerate() {
             cell.drain_into(&mut drained);
             if i % YIELD_EVERY == YIELD_EVERY - 1 {
@@ -339,20 +394,30 @@ impl UsageRecorder {
             }
         }
         self.restore(drained);
+        // Emptied before the lock is taken: a request may be waiting for it.
+        cells.clear();
+        if let Ok(mut p) = self.pending.lock() {
+            keep(&mut p.spare.cells, cells);
+        }
     }
 
     /// Writes everything gathered so far in one transaction; on failure keeps it for the
     /// next attempt.
     pub async fn flush(&self, store: &Store) {
         self.drain_cells().await;
-        let Some((taken, used)) = self.pending.lock().ok().map(|mut p| p.take_batch()) else {
+        let Some((mut taken, used)) = self.pending.lock().ok().map(|mut p| p.take_batch()) else {
             return;
         };
         // Last uses deferred by earlier flushes are written even in a second without traffic.
         if taken.is_empty() && used.is_empty() {
             return;
         }
-        let mut increments: Vec<Increment> = Vec::with_capacity(taken.len());
+        let mut increments = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut p.spare.increments))
+            .unwrap_or_default();
+        increments.reserve(taken.len());
         for (i, k) in taken.values().enumerate() {
             increments.extend(k.minutes.iter().map(|(minute, counts)| Increment {
                 org: k.ids.org.clone(),
@@ -386,10 +451,20 @@ impl UsageRecorder {
                     commit_ms = (started.elapsed() - touched).as_secs_f64() * 1e3,
                     "usage flushed"
                 );
+                increments.clear();
+                taken.clear();
+                if let Ok(mut p) = self.pending.lock() {
+                    keep(&mut p.spare.increments, increments);
+                    keep(&mut p.spare.keys, taken);
+                }
                 return;
             }
             Err(e) => e,
         };
+        increments.clear();
+        if let Ok(mut p) = self.pending.lock() {
+            keep(&mut p.spare.increments, increments);
+        }
         tracing::warn!(error = %e, keys = used.len(), "could not write usage counts; will retry");
         if let Ok(mut p) = self.pending.lock() {
             for (org, key, at) in used {
@@ -409,15 +484,16 @@ impl UsageRecorder {
 
     /// Puts counts into the batch the next flush takes, merged with what is there: counts
     /// drained from the cells, or a batch that could not be written.
-    fn restore(&self, taken: PerKeys) {
+    fn restore(&self, mut taken: PerKeys) {
         let Ok(mut p) = self.pending.lock() else {
             return;
         };
         if p.keys.is_empty() {
-            p.keys = taken;
+            let empty = std::mem::replace(&mut p.keys, taken);
+            keep(&mut p.spare.keys, empty);
             return;
         }
-        for (key, old) in taken {
+        for (key, old) in taken.drain() {
             let room = p.keys.len() < MAX_PENDING;
             match p.keys.get_mut(&key) {
                 Some(k) => {
@@ -432,6 +508,7 @@ impl UsageRecorder {
                 None => {}
             }
         }
+        keep(&mut p.spare.keys, taken);
     }
 
     /// Flushes every `every` until `stop` turns true, then flushes once more. A flush in
@@ -560,6 +637,70 @@ mod tests {
         assert_eq!(minutes[1].1.server_errors, 1);
         assert_eq!(k.last_used, 61_000);
         assert_eq!(used.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_flush_leaves_its_emptied_buffers_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("usage.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let recorder = UsageRecorder::default();
+        let (org, agent) = (OrgId::generate(), AgentId::generate());
+        let keys: Vec<KeyId> = (0..300).map(|_| KeyId::generate()).collect();
+        let cells: Vec<Arc<UsageCell>> = keys
+            .iter()
+            .map(|key| Arc::new(UsageCell::new(org.clone(), agent.clone(), key.clone())))
+            .collect();
+        let room = |recorder: &UsageRecorder| {
+            let p = recorder.pending.lock().unwrap();
+            let s = &p.spare;
+            (
+                s.cells.capacity(),
+                s.keys.capacity(),
+                s.increments.capacity(),
+            )
+        };
+        for second in 0..3 {
+            for cell in &cells {
+                recorder.record(cell, 60_000 + second * 1_000, Outcome::Success);
+            }
+            recorder.flush(&store).await;
+            let (cells_room, keys_room, increments_room) = room(&recorder);
+            assert!(
+                cells_room >= 300 && keys_room >= 300 && increments_room >= 300,
+                "after flush {second}: {:?}",
+                room(&recorder)
+            );
+            let p = recorder.pending.lock().unwrap();
+            assert!(p.spare.cells.is_empty() && p.spare.keys.is_empty());
+            assert!(p.spare.increments.is_empty());
+        }
+        let mut conn = store.read().await.unwrap();
+        let rows = usage::series(
+            &mut conn,
+            &org,
+            usage::Subject::Keys(&keys),
+            Granularity::Minute,
+            0,
+            UnixMillis::MAX,
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 300);
+        assert!(
+            rows.iter().all(|(_, _, c)| c.requests == 3),
+            "every count once"
+        );
+        drop(conn);
+        store.close().await;
+
+        // A buffer grown by a burst far above the usual is let go, not kept.
+        let mut spare: Vec<u8> = Vec::with_capacity(10);
+        keep(&mut spare, Vec::with_capacity(KEEP_ROOM_FOR + 1));
+        assert_eq!(spare.capacity(), 10);
+        keep(&mut spare, vec![1; 50]);
+        assert!(spare.capacity() >= 50 && spare.is_empty());
     }
 
     #[tokio::test]
