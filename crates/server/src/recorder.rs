@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keyward_core::{AgentId, CompactKeyId, KeyId, OrgId, UnixMillis};
-use keyward_store::usage::{self, Counts, Granularity, Increment};
+use keyward_store::usage::{self, Counts, Granularity, UsageRow};
 use keyward_store::{keys, Store};
 
 /// What a request's answer was, for the counters.
@@ -198,6 +198,14 @@ struct Pending {
     queued: Vec<Arc<UsageCell>>,
     /// Counts taken from the cells but not written yet (a failed flush puts its batch here).
     keys: PerKeys,
+    /// Emptied buffers of the last flush, for the next one.
+    spare: Spare,
+}
+
+/// The bookkeeping of `last_used_at` writes. Only flushes take its lock, never a request, so
+/// a flush may go through thousands of keys under it without holding anyone up.
+#[derive(Default)]
+struct LastUses {
     /// The `last_used_at` last written per key. A key's time is written again only once it
     /// moved on by [`LAST_USED_STEP_MS`]: "last used" stays within a minute of true at a
     /// fraction of the writes when many keys are busy.
@@ -207,8 +215,6 @@ struct Pending {
     deferred: HashMap<CompactKeyId, Touch, RandomState>,
     /// Counts deferrals, to write the longest-waiting first.
     deferrals: u64,
-    /// Emptied buffers of the last flush, for the next one.
-    spare: Spare,
 }
 
 /// The buffers a flush fills and empties again, kept for the next one. With thousands of
@@ -219,7 +225,33 @@ struct Pending {
 struct Spare {
     cells: Vec<Arc<UsageCell>>,
     keys: PerKeys,
-    increments: Vec<Increment>,
+    rows: Vec<CellMinute>,
+}
+
+/// One row a flush writes: a key's counts in one minute, with the key's ids read from its
+/// cell where they are held already.
+struct CellMinute {
+    cell: Arc<UsageCell>,
+    minute: UnixMillis,
+    counts: Counts,
+}
+
+impl UsageRow for CellMinute {
+    fn org(&self) -> &OrgId {
+        &self.cell.org
+    }
+    fn agent(&self) -> &AgentId {
+        &self.cell.agent
+    }
+    fn key(&self) -> &KeyId {
+        &self.cell.key
+    }
+    fn minute(&self) -> UnixMillis {
+        self.minute
+    }
+    fn counts(&self) -> &Counts {
+        &self.counts
+    }
 }
 
 /// The most entries an emptied buffer may hold room for and still be kept: a burst of many
@@ -277,38 +309,33 @@ const LAST_USED_STEP_MS: i64 = 30_000;
 /// every [`LAST_USED_STEP_MS`].
 const MAX_TOUCHES_PER_FLUSH: usize = 1_000;
 
-impl Pending {
-    /// What one flush writes: the counts gathered so far and the last uses due now.
-    fn take_batch(&mut self) -> (PerKeys, Vec<(OrgId, KeyId, UnixMillis)>) {
-        let taken = std::mem::replace(&mut self.keys, std::mem::take(&mut self.spare.keys));
+impl LastUses {
+    /// Forgets what it holds when a stalled database let it grow past [`MAX_PENDING`].
+    fn bound(&mut self) {
         if self.written.len() > MAX_PENDING {
             self.written.clear();
         }
-        self.mark_due(&taken);
-        (taken, self.take_touches())
-    }
-
-    /// Queues the last uses in `taken` that moved on far enough from the written ones.
-    fn mark_due(&mut self, taken: &PerKeys) {
         if self.deferred.len() > MAX_PENDING {
             self.deferred.clear();
         }
-        for (compact, k) in taken {
-            let due = self
-                .written
-                .get(compact)
-                .is_none_or(|w| k.last_used - *w >= LAST_USED_STEP_MS);
-            if due {
-                let since = self.deferrals;
-                let touch = self.deferred.entry(*compact).or_insert_with(|| Touch {
-                    org: k.ids.org.clone(),
-                    key: k.ids.key.clone(),
-                    at: k.last_used,
-                    since,
-                });
-                touch.at = touch.at.max(k.last_used);
-                self.deferrals += 1;
-            }
+    }
+
+    /// Queues the key's last use if it moved on far enough from the written one.
+    fn mark_due(&mut self, compact: &CompactKeyId, k: &PerKey) {
+        let due = self
+            .written
+            .get(compact)
+            .is_none_or(|w| k.last_used - *w >= LAST_USED_STEP_MS);
+        if due {
+            let since = self.deferrals;
+            let touch = self.deferred.entry(*compact).or_insert_with(|| Touch {
+                org: k.ids.org.clone(),
+                key: k.ids.key.clone(),
+                at: k.last_used,
+                since,
+            });
+            touch.at = touch.at.max(k.last_used);
+            self.deferrals += 1;
         }
     }
 
@@ -331,12 +358,27 @@ impl Pending {
             })
             .collect()
     }
+
+    /// Puts back last uses a failed flush did not write: first in line next time.
+    fn put_back(&mut self, touches: Vec<(OrgId, KeyId, UnixMillis)>) {
+        for (org, key, at) in touches {
+            let compact = CompactKeyId::from(&key);
+            self.written.remove(&compact);
+            self.deferred.entry(compact).or_insert(Touch {
+                org,
+                key,
+                at,
+                since: 0,
+            });
+        }
+    }
 }
 
 /// Collects key uses; [`UsageRecorder::flush`] writes them.
 #[derive(Clone, Default)]
 pub struct UsageRecorder {
     pending: Arc<Mutex<Pending>>,
+    last_uses: Arc<Mutex<LastUses>>,
 }
 
 /// Keys a flush handles between two yields to the runtime (about a tenth of a millisecond).
@@ -401,28 +443,55 @@ impl UsageRecorder {
         }
     }
 
+    /// What one flush writes: the counts gathered so far and the last uses due now. Goes
+    /// through every key of the batch, yielding to the runtime now and then.
+    async fn take_batch(&self) -> (PerKeys, Vec<(OrgId, KeyId, UnixMillis)>) {
+        let Some(taken) = self.pending.lock().ok().map(|mut p| {
+            let spare = std::mem::take(&mut p.spare.keys);
+            std::mem::replace(&mut p.keys, spare)
+        }) else {
+            return Default::default();
+        };
+        if let Ok(mut last_uses) = self.last_uses.lock() {
+            last_uses.bound();
+        }
+        let mut entries = taken.iter().peekable();
+        while entries.peek().is_some() {
+            if let Ok(mut last_uses) = self.last_uses.lock() {
+                for (compact, k) in entries.by_ref().take(YIELD_EVERY) {
+                    last_uses.mark_due(compact, k);
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        let touches = self
+            .last_uses
+            .lock()
+            .map(|mut l| l.take_touches())
+            .unwrap_or_default();
+        (taken, touches)
+    }
+
     /// Writes everything gathered so far in one transaction; on failure keeps it for the
-    /// next attempt.
+    /// next attempt. One transaction, not many small ones spread out: what delays requests on
+    /// a machine where they share a core with the database's thread is the time the flush
+    /// takes, and more transactions only took longer (docs/BENCHMARKS.md).
     pub async fn flush(&self, store: &Store) {
         self.drain_cells().await;
-        let Some((mut taken, used)) = self.pending.lock().ok().map(|mut p| p.take_batch()) else {
-            return;
-        };
+        let (mut taken, touches) = self.take_batch().await;
         // Last uses deferred by earlier flushes are written even in a second without traffic.
-        if taken.is_empty() && used.is_empty() {
+        if taken.is_empty() && touches.is_empty() {
             return;
         }
-        let mut increments = self
+        let mut rows = self
             .pending
             .lock()
-            .map(|mut p| std::mem::take(&mut p.spare.increments))
+            .map(|mut p| std::mem::take(&mut p.spare.rows))
             .unwrap_or_default();
-        increments.reserve(taken.len());
+        rows.reserve(taken.len());
         for (i, k) in taken.values().enumerate() {
-            increments.extend(k.minutes.iter().map(|(minute, counts)| Increment {
-                org: k.ids.org.clone(),
-                agent: k.ids.agent.clone(),
-                key: k.ids.key.clone(),
+            rows.extend(k.minutes.iter().map(|(minute, counts)| CellMinute {
+                cell: k.ids.clone(),
                 minute: *minute,
                 counts: *counts,
             }));
@@ -433,53 +502,44 @@ impl UsageRecorder {
         let started = std::time::Instant::now();
         let result = async {
             let mut tx = store.begin().await?;
-            usage::add(&mut tx, &increments).await?;
+            usage::add(&mut tx, &rows).await?;
             let added = started.elapsed();
-            keys::touch_last_used(&mut tx, &used).await?;
+            keys::touch_last_used(&mut tx, &touches).await?;
             let touched = started.elapsed();
             keyward_store::commit(tx).await?;
             Ok::<_, keyward_store::StoreError>((added, touched))
         }
         .await;
-        let e = match result {
+        let written = rows.len();
+        // Emptied before the lock is taken: a request may be waiting for it.
+        rows.clear();
+        match result {
             Ok((added, touched)) => {
                 tracing::debug!(
-                    rows = increments.len(),
-                    last_used = used.len(),
+                    rows = written,
+                    last_used = touches.len(),
                     add_ms = added.as_secs_f64() * 1e3,
                     touch_ms = (touched - added).as_secs_f64() * 1e3,
                     commit_ms = (started.elapsed() - touched).as_secs_f64() * 1e3,
                     "usage flushed"
                 );
-                increments.clear();
                 taken.clear();
                 if let Ok(mut p) = self.pending.lock() {
-                    keep(&mut p.spare.increments, increments);
+                    keep(&mut p.spare.rows, rows);
                     keep(&mut p.spare.keys, taken);
                 }
-                return;
             }
-            Err(e) => e,
-        };
-        increments.clear();
-        if let Ok(mut p) = self.pending.lock() {
-            keep(&mut p.spare.increments, increments);
-        }
-        tracing::warn!(error = %e, keys = used.len(), "could not write usage counts; will retry");
-        if let Ok(mut p) = self.pending.lock() {
-            for (org, key, at) in used {
-                let compact = CompactKeyId::from(&key);
-                p.written.remove(&compact);
-                // First in line next time.
-                p.deferred.entry(compact).or_insert(Touch {
-                    org,
-                    key,
-                    at,
-                    since: 0,
-                });
+            Err(e) => {
+                tracing::warn!(error = %e, keys = taken.len(), "could not write usage counts; will retry");
+                if let Ok(mut p) = self.pending.lock() {
+                    keep(&mut p.spare.rows, rows);
+                }
+                if let Ok(mut last_uses) = self.last_uses.lock() {
+                    last_uses.put_back(touches);
+                }
+                self.restore(taken);
             }
         }
-        self.restore(taken);
     }
 
     /// Puts counts into the batch the next flush takes, merged with what is there: counts
@@ -624,7 +684,7 @@ mod tests {
         recorder.record(&first, 61_000, Outcome::Success);
         assert_eq!(recorder.pending.lock().unwrap().queued.len(), 1);
         recorder.drain_cells().await;
-        let (taken, used) = recorder.pending.lock().unwrap().take_batch();
+        let (taken, used) = recorder.take_batch().await;
         let k = &taken[&CompactKeyId::from(&key)];
         let mut minutes = k.minutes.clone();
         minutes.sort_by_key(|(m, _)| *m);
@@ -655,26 +715,22 @@ mod tests {
         let room = |recorder: &UsageRecorder| {
             let p = recorder.pending.lock().unwrap();
             let s = &p.spare;
-            (
-                s.cells.capacity(),
-                s.keys.capacity(),
-                s.increments.capacity(),
-            )
+            (s.cells.capacity(), s.keys.capacity(), s.rows.capacity())
         };
         for second in 0..3 {
             for cell in &cells {
                 recorder.record(cell, 60_000 + second * 1_000, Outcome::Success);
             }
             recorder.flush(&store).await;
-            let (cells_room, keys_room, increments_room) = room(&recorder);
+            let (cells_room, keys_room, rows_room) = room(&recorder);
             assert!(
-                cells_room >= 300 && keys_room >= 300 && increments_room >= 300,
+                cells_room >= 300 && keys_room >= 300 && rows_room >= 300,
                 "after flush {second}: {:?}",
                 room(&recorder)
             );
             let p = recorder.pending.lock().unwrap();
             assert!(p.spare.cells.is_empty() && p.spare.keys.is_empty());
-            assert!(p.spare.increments.is_empty());
+            assert!(p.spare.rows.is_empty());
         }
         let mut conn = store.read().await.unwrap();
         let rows = usage::series(
@@ -704,6 +760,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_flush_keeps_its_counts_and_last_uses_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            let url = format!("sqlite://{}", dir.path().join(name).display());
+            async move {
+                let store = Store::connect(&url).await.unwrap();
+                store.migrate().await.unwrap();
+                store
+            }
+        };
+        let (down, up) = (open("down.db").await, open("up.db").await);
+        down.close().await;
+        let recorder = UsageRecorder::default();
+        let (org, agent) = (OrgId::generate(), AgentId::generate());
+        let keys: Vec<KeyId> = (0..600).map(|_| KeyId::generate()).collect();
+        let cells: Vec<Arc<UsageCell>> = keys
+            .iter()
+            .map(|key| Arc::new(UsageCell::new(org.clone(), agent.clone(), key.clone())))
+            .collect();
+        for cell in &cells {
+            recorder.record(cell, 60_000, Outcome::Success);
+        }
+        recorder.flush(&down).await;
+        for cell in &cells[..100] {
+            recorder.record(cell, 61_000, Outcome::ClientError);
+        }
+        {
+            let p = recorder.pending.lock().unwrap();
+            assert_eq!(p.keys.len(), 600, "the failed batch is kept");
+            let l = recorder.last_uses.lock().unwrap();
+            assert!(l.written.is_empty() && l.deferred.len() == 600);
+        }
+        recorder.flush(&up).await;
+        let mut conn = up.read().await.unwrap();
+        let rows = usage::series(
+            &mut conn,
+            &org,
+            usage::Subject::Keys(&keys),
+            Granularity::Minute,
+            0,
+            UnixMillis::MAX,
+        )
+        .await
+        .unwrap();
+        let requests: Vec<i64> = rows.iter().map(|(_, _, c)| c.requests).collect();
+        assert_eq!(requests.len(), 600);
+        assert_eq!(requests.iter().sum::<i64>(), 700, "every count once");
+        assert!(recorder.pending.lock().unwrap().keys.is_empty());
+        {
+            let l = recorder.last_uses.lock().unwrap();
+            assert!(l.deferred.is_empty() && l.written.len() == 600);
+        }
+        drop(conn);
+        up.close().await;
+    }
+
+    #[tokio::test]
     async fn last_uses_are_written_a_thousand_a_flush_longest_waiting_first() {
         let recorder = UsageRecorder::default();
         let (org, agent) = (OrgId::generate(), AgentId::generate());
@@ -716,12 +829,11 @@ mod tests {
             })
             .collect();
         let record = |key: &KeyId, at| recorder.record(&cells[key], at, Outcome::Success);
-        let flush = |p: &mut Pending| p.take_batch().1;
         for key in &keys[..2_000] {
             record(key, 1_000);
         }
         recorder.drain_cells().await;
-        let first = flush(&mut recorder.pending.lock().unwrap());
+        let first = recorder.take_batch().await.1;
         assert_eq!(first.len(), MAX_TOUCHES_PER_FLUSH);
         // 500 more keys come into use; the first key is used again, later.
         for key in &keys[2_000..] {
@@ -729,11 +841,11 @@ mod tests {
         }
         record(&keys[0], 3_000);
         recorder.drain_cells().await;
-        let second = flush(&mut recorder.pending.lock().unwrap());
+        let second = recorder.take_batch().await.1;
         // A second without traffic still writes what waits.
-        let (nothing_new, third) = recorder.pending.lock().unwrap().take_batch();
+        let (nothing_new, third) = recorder.take_batch().await;
         assert!(nothing_new.is_empty());
-        let fourth = flush(&mut recorder.pending.lock().unwrap());
+        let fourth = recorder.take_batch().await.1;
         assert_eq!((second.len(), third.len(), fourth.len()), (1_000, 500, 0));
         // The 1 000 left over from the first flush go before the newcomers.
         let first_wave: std::collections::HashSet<&str> =

@@ -74,6 +74,54 @@ pub struct Increment {
     pub counts: Counts,
 }
 
+/// What [`add`] writes of one increment. The recorder's rows implement it by pointing at ids
+/// it holds already, so that a flush of thousands of keys does not copy three ids per key
+/// into an [`Increment`] only to free them again a moment later.
+pub trait UsageRow {
+    fn org(&self) -> &OrgId;
+    fn agent(&self) -> &AgentId;
+    fn key(&self) -> &KeyId;
+    /// The start of the minute counted.
+    fn minute(&self) -> UnixMillis;
+    fn counts(&self) -> &Counts;
+}
+
+impl UsageRow for Increment {
+    fn org(&self) -> &OrgId {
+        &self.org
+    }
+    fn agent(&self) -> &AgentId {
+        &self.agent
+    }
+    fn key(&self) -> &KeyId {
+        &self.key
+    }
+    fn minute(&self) -> UnixMillis {
+        self.minute
+    }
+    fn counts(&self) -> &Counts {
+        &self.counts
+    }
+}
+
+impl<R: UsageRow> UsageRow for &R {
+    fn org(&self) -> &OrgId {
+        (**self).org()
+    }
+    fn agent(&self) -> &AgentId {
+        (**self).agent()
+    }
+    fn key(&self) -> &KeyId {
+        (**self).key()
+    }
+    fn minute(&self) -> UnixMillis {
+        (**self).minute()
+    }
+    fn counts(&self) -> &Counts {
+        (**self).counts()
+    }
+}
+
 /// Where the hourly and daily rows end: minutes before this are counted in them.
 pub async fn rolled_until(conn: &mut Conn) -> Result<UnixMillis, StoreError> {
     Ok(
@@ -89,7 +137,7 @@ pub async fn rolled_until(conn: &mut Conn) -> Result<UnixMillis, StoreError> {
 /// summed per bucket, sorted (so concurrent flushes from several nodes take row locks in one
 /// order and cannot deadlock) and sent in a few statements (a JSON array on PostgreSQL,
 /// multi-row `VALUES` on SQLite).
-pub async fn add(conn: &mut Conn, batch: &[Increment]) -> Result<(), StoreError> {
+pub async fn add<R: UsageRow + Sync>(conn: &mut Conn, batch: &[R]) -> Result<(), StoreError> {
     let postgres = conn.backend_name() == "PostgreSQL";
     // On PostgreSQL a shared lock on the mark: a roll-up (which takes it exclusively) waits
     // for this flush to commit, so it never misses minutes written under an older mark.
@@ -99,11 +147,7 @@ pub async fn add(conn: &mut Conn, batch: &[Increment]) -> Result<(), StoreError>
         "SELECT rolled_until FROM usage_rollup WHERE id = 1"
     };
     let mark: UnixMillis = sqlx::query_scalar(mark_sql).fetch_one(&mut *conn).await?;
-    let late: Vec<Increment> = batch
-        .iter()
-        .filter(|inc| inc.minute < mark)
-        .cloned()
-        .collect();
+    let late: Vec<&R> = batch.iter().filter(|inc| inc.minute() < mark).collect();
     upsert(conn, Granularity::Minute, batch, postgres).await?;
     if !late.is_empty() {
         upsert(conn, Granularity::Hour, &late, postgres).await?;
@@ -112,21 +156,21 @@ pub async fn add(conn: &mut Conn, batch: &[Increment]) -> Result<(), StoreError>
     Ok(())
 }
 
-async fn upsert(
+async fn upsert<R: UsageRow + Sync>(
     conn: &mut Conn,
     g: Granularity,
-    batch: &[Increment],
+    batch: &[R],
     postgres: bool,
 ) -> Result<(), StoreError> {
     let mut rows: std::collections::BTreeMap<(&KeyId, UnixMillis), (&OrgId, &AgentId, Counts)> =
         std::collections::BTreeMap::new();
     for (i, inc) in batch.iter().enumerate() {
-        let entry = rows.entry((&inc.key, g.floor(inc.minute))).or_insert((
-            &inc.org,
-            &inc.agent,
+        let entry = rows.entry((inc.key(), g.floor(inc.minute()))).or_insert((
+            inc.org(),
+            inc.agent(),
             Counts::default(),
         ));
-        entry.2.add(&inc.counts);
+        entry.2.add(inc.counts());
         // Sorting a batch of thousands of keys is milliseconds of work on the thread that
         // also answers requests: it gives way now and then.
         if i % 512 == 511 {
