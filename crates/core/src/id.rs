@@ -114,7 +114,10 @@ typed_id!(/// A content generation job.
 /// Ids up to 31 bytes (every generated one is 28) are held as they are, after their length;
 /// a longer one is held as the first 31 bytes of its SHA-256 after a marker no length can
 /// take, so two different ids never share a value in practice.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Ordered by those bytes: ids of one length (every generated id) in the order of their text,
+/// and the same order on every node.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CompactKeyId([u8; 32]);
 
 impl From<&KeyId> for CompactKeyId {

@@ -469,6 +469,7 @@ impl UsageRecorder {
             .lock()
             .map(|mut l| l.take_touches())
             .unwrap_or_default();
+        tokio::task::yield_now().await;
         (taken, touches)
     }
 

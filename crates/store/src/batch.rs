@@ -25,11 +25,19 @@ const PIECES: [usize; 4] = [256, 32, 4, 1];
 
 /// Cuts `rows` into pieces of the sizes in [`PIECES`].
 pub(crate) fn pieces<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        let size = PIECES.into_iter().find(|&size| size <= rows.len())?;
+    piece_sizes(rows.len()).map(move |size| {
         let (piece, rest) = rows.split_at(size);
         rows = rest;
-        Some(piece)
+        piece
+    })
+}
+
+/// The sizes [`pieces`] cuts `rows` rows into, in order.
+pub(crate) fn piece_sizes(mut rows: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let size = PIECES.into_iter().find(|&size| size <= rows)?;
+        rows -= size;
+        Some(size)
     })
 }
 
@@ -53,6 +61,8 @@ mod tests {
         assert!(cut.iter().all(|p| PIECES.contains(&p.len())));
         assert_eq!(cut.len(), 39 + 4);
         assert_eq!(pieces::<u8>(&[]).count(), 0);
+        let sizes: Vec<usize> = piece_sizes(10_000).collect();
+        assert_eq!(sizes, cut.iter().map(|p| p.len()).collect::<Vec<_>>());
     }
 
     #[test]

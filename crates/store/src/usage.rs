@@ -6,7 +6,7 @@
 //! `usage_minute`, so reads of hours and days add the minutes from the mark on. Writing one
 //! table instead of three on every flush is most of what a flush costs the database.
 
-use keyward_core::{AgentId, KeyId, OrgId, UnixMillis};
+use keyward_core::{AgentId, CompactKeyId, KeyId, OrgId, UnixMillis};
 use sqlx::Row;
 
 use crate::{Conn, StoreError};
@@ -156,38 +156,44 @@ pub async fn add<R: UsageRow + Sync>(conn: &mut Conn, batch: &[R]) -> Result<(),
     Ok(())
 }
 
+/// A batch merged per key and bucket, in the order rows are written: the same on every node,
+/// so that two nodes flushing the same keys into PostgreSQL lock their rows in the same order.
+/// Keyed by the compact id, compared where it sits in the map's nodes: comparing the ids' text
+/// followed a pointer into each key's cell (a cache miss, a dozen times per row).
+type Merged<'a> = std::collections::BTreeMap<(CompactKeyId, UnixMillis), MergedRow<'a>>;
+type MergedRow<'a> = (&'a KeyId, &'a OrgId, &'a AgentId, Counts);
+
 async fn upsert<R: UsageRow + Sync>(
     conn: &mut Conn,
     g: Granularity,
     batch: &[R],
     postgres: bool,
 ) -> Result<(), StoreError> {
-    let mut rows: std::collections::BTreeMap<(&KeyId, UnixMillis), (&OrgId, &AgentId, Counts)> =
-        std::collections::BTreeMap::new();
+    let mut rows = Merged::new();
     for (i, inc) in batch.iter().enumerate() {
-        let entry = rows.entry((inc.key(), g.floor(inc.minute()))).or_insert((
-            inc.org(),
-            inc.agent(),
-            Counts::default(),
-        ));
-        entry.2.add(inc.counts());
+        let entry = rows
+            .entry((CompactKeyId::from(inc.key()), g.floor(inc.minute())))
+            .or_insert((inc.key(), inc.org(), inc.agent(), Counts::default()));
+        entry.3.add(inc.counts());
         // Sorting a batch of thousands of keys is milliseconds of work on the thread that
         // also answers requests: it gives way now and then.
         if i % 512 == 511 {
             tokio::task::yield_now().await;
         }
     }
-    let rows: Vec<_> = rows.into_iter().collect();
+    // Read from the map in pieces as they are sent, not copied into a list first: a copy of
+    // a whole batch is megabytes, allocated and freed every second.
+    let mut entries = rows.iter();
     if !postgres {
-        for piece in crate::batch::pieces(&rows) {
+        for size in crate::batch::piece_sizes(rows.len()) {
             let sql = format!(
                 "INSERT INTO {table} ({COLUMNS}) VALUES {values} {on_conflict}",
                 table = g.table(),
-                values = crate::batch::values(piece.len(), 9),
+                values = crate::batch::values(size, 9),
                 on_conflict = add_on_conflict(g.table()),
             );
             let mut q = sqlx::query(&sql);
-            for ((key, bucket), (org, agent, c)) in piece {
+            for ((_, bucket), (key, org, agent, c)) in entries.by_ref().take(size) {
                 q = q
                     .bind(org.as_str())
                     .bind(agent.as_str())
@@ -212,10 +218,11 @@ async fn upsert<R: UsageRow + Sync>(
         table = g.table(),
         on_conflict = add_on_conflict(g.table()),
     );
-    for chunk in rows.chunks(crate::batch::JSON_ROWS) {
-        let json: Vec<_> = chunk
-            .iter()
-            .map(|((key, bucket), (org, agent, c))| {
+    loop {
+        let json: Vec<_> = entries
+            .by_ref()
+            .take(crate::batch::JSON_ROWS)
+            .map(|((_, bucket), (key, org, agent, c))| {
                 (
                     org.as_str(),
                     agent.as_str(),
@@ -229,6 +236,9 @@ async fn upsert<R: UsageRow + Sync>(
                 )
             })
             .collect();
+        if json.is_empty() {
+            break;
+        }
         let json = crate::batch::json(&json)?;
         sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
     }
