@@ -156,7 +156,7 @@ pub async fn add<R: UsageRow + Sync>(conn: &mut Conn, batch: &[R]) -> Result<(),
     Ok(())
 }
 
-/// A batch merged per key and bucket, in the order rows are written: the same on every node,
+/// A batch for PostgreSQL, merged per key and bucket, in the order rows are written: the same on every node,
 /// so that two nodes flushing the same keys into PostgreSQL lock their rows in the same order.
 /// Keyed by the compact id, compared where it sits in the map's nodes: comparing the ids' text
 /// followed a pointer into each key's cell (a cache miss, a dozen times per row).
@@ -169,6 +169,9 @@ async fn upsert<R: UsageRow + Sync>(
     batch: &[R],
     postgres: bool,
 ) -> Result<(), StoreError> {
+    if !postgres {
+        return upsert_sqlite(conn, g, batch).await;
+    }
     let mut rows = Merged::new();
     for (i, inc) in batch.iter().enumerate() {
         let entry = rows
@@ -181,34 +184,8 @@ async fn upsert<R: UsageRow + Sync>(
             tokio::task::yield_now().await;
         }
     }
-    // Read from the map in pieces as they are sent, not copied into a list first: a copy of
-    // a whole batch is megabytes, allocated and freed every second.
+    // Read from the map in pieces as they are sent, not copied into a list first.
     let mut entries = rows.iter();
-    if !postgres {
-        for size in crate::batch::piece_sizes(rows.len()) {
-            let sql = format!(
-                "INSERT INTO {table} ({COLUMNS}) VALUES {values} {on_conflict}",
-                table = g.table(),
-                values = crate::batch::values(size, 9),
-                on_conflict = add_on_conflict(g.table()),
-            );
-            let mut q = sqlx::query(&sql);
-            for ((_, bucket), (key, org, agent, c)) in entries.by_ref().take(size) {
-                q = q
-                    .bind(org.as_str())
-                    .bind(agent.as_str())
-                    .bind(key.as_str())
-                    .bind(*bucket)
-                    .bind(c.requests)
-                    .bind(c.success)
-                    .bind(c.client_errors)
-                    .bind(c.rate_limited)
-                    .bind(c.server_errors);
-            }
-            q.execute(&mut *conn).await?;
-        }
-        return Ok(());
-    }
     let sql = format!(
         "INSERT INTO {table} ({COLUMNS})
          SELECT r->>0, r->>1, r->>2, (r->>3)::BIGINT, (r->>4)::BIGINT, (r->>5)::BIGINT,
@@ -241,6 +218,43 @@ async fn upsert<R: UsageRow + Sync>(
         }
         let json = crate::batch::json(&json)?;
         sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// [`upsert`] on SQLite: the rows as they come, in multi-row statements. Neither merged nor
+/// sorted first: SQLite has one writer at a time, so no order of rows can deadlock, and a
+/// statement that carries one key and bucket twice adds both (the second row's conflict is
+/// with the first). A sorting map of the whole batch was its largest allocation, megabytes
+/// allocated and freed every second (the allocator gave its pages back between two flushes,
+/// and the next flush faulted them in again: three quarters of the server's page faults).
+async fn upsert_sqlite<R: UsageRow + Sync>(
+    conn: &mut Conn,
+    g: Granularity,
+    batch: &[R],
+) -> Result<(), StoreError> {
+    for piece in crate::batch::pieces(batch) {
+        let sql = format!(
+            "INSERT INTO {table} ({COLUMNS}) VALUES {values} {on_conflict}",
+            table = g.table(),
+            values = crate::batch::values(piece.len(), 9),
+            on_conflict = add_on_conflict(g.table()),
+        );
+        let mut q = sqlx::query(&sql);
+        for row in piece {
+            let c = row.counts();
+            q = q
+                .bind(row.org().as_str())
+                .bind(row.agent().as_str())
+                .bind(row.key().as_str())
+                .bind(g.floor(row.minute()))
+                .bind(c.requests)
+                .bind(c.success)
+                .bind(c.client_errors)
+                .bind(c.rate_limited)
+                .bind(c.server_errors);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
