@@ -590,6 +590,14 @@ async fn usage_rolls_up_into_hours_and_days_exactly_once() {
             let minutes: i64 = totals(Granularity::Minute).await.iter().map(|m| m.1).sum();
             assert_eq!(minutes, 31);
 
+            // Two late minutes of one hour in one batch: one hourly and one daily row get both.
+            write(vec![inc(base + 60_000, 1), inc(base + 120_000, 2)]).await;
+            assert_eq!(
+                totals(Granularity::Hour).await,
+                vec![(base, 26), (base + hour, 8)]
+            );
+            assert_eq!(totals(Granularity::Day).await, vec![(base, 34)]);
+
             // Pruning never takes a minute that is not rolled up yet.
             write(vec![inc(base + 3 * hour, 32)]).await;
             let mut tx = service.store().begin().await.unwrap();
@@ -601,7 +609,7 @@ async fn usage_rolls_up_into_hours_and_days_exactly_once() {
             );
             assert_eq!(
                 totals(Granularity::Day).await,
-                vec![(base, 63)],
+                vec![(base, 66)],
                 "pruned minutes stay counted in the days"
             );
         },
