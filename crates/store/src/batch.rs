@@ -45,8 +45,20 @@ pub(crate) fn piece_sizes(mut rows: usize) -> impl Iterator<Item = usize> {
 /// a numbered one (`$7`) by a linear search through the statement's parameter names, so
 /// binding thousands of them costs the square of their count.
 pub(crate) fn values(rows: usize, columns: usize) -> String {
-    let row = format!("({})", vec!["?"; columns].join(", "));
-    vec![row; rows].join(", ")
+    // Written into one string: repeating a row's text `rows` times made an allocation per row.
+    let row_len = 2 + columns * 3 - 2;
+    let mut text = String::with_capacity(rows * (row_len + 2));
+    for r in 0..rows {
+        if r > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for c in 0..columns {
+            text.push_str(if c == 0 { "?" } else { ", ?" });
+        }
+        text.push(')');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -68,5 +80,8 @@ mod tests {
     #[test]
     fn placeholders() {
         assert_eq!(values(2, 3), "(?, ?, ?), (?, ?, ?)");
+        assert_eq!(values(1, 1), "(?)");
+        assert_eq!(values(0, 9), "");
+        assert_eq!(values(256, 9).len(), 256 * 27 + 255 * 2);
     }
 }
