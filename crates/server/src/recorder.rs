@@ -668,6 +668,41 @@ pub fn spawn_pruner(
 mod tests {
     use super::*;
 
+    /// A migrated SQLite store in `dir`.
+    async fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> Store {
+        let url = format!("sqlite://{}", dir.path().join(name).display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// `n` keys of one organization and agent, each with its usage cell.
+    fn keys_with_cells(n: usize) -> (OrgId, Vec<KeyId>, Vec<Arc<UsageCell>>) {
+        let (org, agent) = (OrgId::generate(), AgentId::generate());
+        let keys: Vec<KeyId> = (0..n).map(|_| KeyId::generate()).collect();
+        let cells = keys
+            .iter()
+            .map(|key| Arc::new(UsageCell::new(org.clone(), agent.clone(), key.clone())))
+            .collect();
+        (org, keys, cells)
+    }
+
+    /// The stored requests of each key and minute.
+    async fn stored_requests(store: &Store, org: &OrgId, keys: &[KeyId]) -> Vec<i64> {
+        let mut conn = store.read().await.unwrap();
+        let rows = usage::series(
+            &mut conn,
+            org,
+            usage::Subject::Keys(keys),
+            Granularity::Minute,
+            0,
+            UnixMillis::MAX,
+        )
+        .await
+        .unwrap();
+        rows.iter().map(|(_, _, c)| c.requests).collect()
+    }
+
     #[tokio::test]
     async fn cells_are_counted_across_minutes_reloads_and_flushes() {
         let recorder = UsageRecorder::default();
@@ -703,16 +738,9 @@ mod tests {
     #[tokio::test]
     async fn a_flush_leaves_its_emptied_buffers_to_the_next() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("usage.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let store = sqlite_store(&dir, "usage.db").await;
         let recorder = UsageRecorder::default();
-        let (org, agent) = (OrgId::generate(), AgentId::generate());
-        let keys: Vec<KeyId> = (0..300).map(|_| KeyId::generate()).collect();
-        let cells: Vec<Arc<UsageCell>> = keys
-            .iter()
-            .map(|key| Arc::new(UsageCell::new(org.clone(), agent.clone(), key.clone())))
-            .collect();
+        let (org, keys, cells) = keys_with_cells(300);
         let room = |recorder: &UsageRecorder| {
             let p = recorder.pending.lock().unwrap();
             let s = &p.spare;
@@ -733,23 +761,9 @@ mod tests {
             assert!(p.spare.cells.is_empty() && p.spare.keys.is_empty());
             assert!(p.spare.rows.is_empty());
         }
-        let mut conn = store.read().await.unwrap();
-        let rows = usage::series(
-            &mut conn,
-            &org,
-            usage::Subject::Keys(&keys),
-            Granularity::Minute,
-            0,
-            UnixMillis::MAX,
-        )
-        .await
-        .unwrap();
-        assert_eq!(rows.len(), 300);
-        assert!(
-            rows.iter().all(|(_, _, c)| c.requests == 3),
-            "every count once"
-        );
-        drop(conn);
+        let requests = stored_requests(&store, &org, &keys).await;
+        assert_eq!(requests.len(), 300);
+        assert!(requests.iter().all(|&n| n == 3), "every count once");
         store.close().await;
 
         // A buffer grown by a burst far above the usual is let go, not kept.
@@ -763,23 +777,13 @@ mod tests {
     #[tokio::test]
     async fn a_failed_flush_keeps_its_counts_and_last_uses_for_the_next() {
         let dir = tempfile::tempdir().unwrap();
-        let open = |name: &str| {
-            let url = format!("sqlite://{}", dir.path().join(name).display());
-            async move {
-                let store = Store::connect(&url).await.unwrap();
-                store.migrate().await.unwrap();
-                store
-            }
-        };
-        let (down, up) = (open("down.db").await, open("up.db").await);
+        let (down, up) = (
+            sqlite_store(&dir, "down.db").await,
+            sqlite_store(&dir, "up.db").await,
+        );
         down.close().await;
         let recorder = UsageRecorder::default();
-        let (org, agent) = (OrgId::generate(), AgentId::generate());
-        let keys: Vec<KeyId> = (0..600).map(|_| KeyId::generate()).collect();
-        let cells: Vec<Arc<UsageCell>> = keys
-            .iter()
-            .map(|key| Arc::new(UsageCell::new(org.clone(), agent.clone(), key.clone())))
-            .collect();
+        let (org, keys, cells) = keys_with_cells(600);
         for cell in &cells {
             recorder.record(cell, 60_000, Outcome::Success);
         }
@@ -794,18 +798,7 @@ mod tests {
             assert!(l.written.is_empty() && l.deferred.len() == 600);
         }
         recorder.flush(&up).await;
-        let mut conn = up.read().await.unwrap();
-        let rows = usage::series(
-            &mut conn,
-            &org,
-            usage::Subject::Keys(&keys),
-            Granularity::Minute,
-            0,
-            UnixMillis::MAX,
-        )
-        .await
-        .unwrap();
-        let requests: Vec<i64> = rows.iter().map(|(_, _, c)| c.requests).collect();
+        let requests = stored_requests(&up, &org, &keys).await;
         assert_eq!(requests.len(), 600);
         assert_eq!(requests.iter().sum::<i64>(), 700, "every count once");
         assert!(recorder.pending.lock().unwrap().keys.is_empty());
@@ -813,7 +806,6 @@ mod tests {
             let l = recorder.last_uses.lock().unwrap();
             assert!(l.deferred.is_empty() && l.written.len() == 600);
         }
-        drop(conn);
         up.close().await;
     }
 
