@@ -189,9 +189,9 @@ where
     }
 }
 
-/// What the next flush writes: the cells counted since the last one, counts already taken
-/// from cells (or put back by a failed flush), and the bookkeeping of `last_used_at` writes.
-/// Maps are keyed by the key id held inline ([`CompactKeyId`]).
+/// What the next flush writes: the cells counted since the last one and counts already taken
+/// from cells (or put back by a failed flush). Maps are keyed by the key id held inline
+/// ([`CompactKeyId`]). The bookkeeping of `last_used_at` writes is in [`LastUses`].
 #[derive(Default)]
 struct Pending {
     /// Cells counted since the last flush.

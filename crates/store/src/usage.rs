@@ -134,9 +134,9 @@ pub async fn rolled_until(conn: &mut Conn) -> Result<UnixMillis, StoreError> {
 /// Adds a batch of increments. Adding (not overwriting) keeps counts from several nodes
 /// correct. Minutes not rolled up yet go to `usage_minute` alone; a minute already rolled up
 /// (counts held back by a database outage) goes to the hourly and daily rows too. Rows are
-/// summed per bucket, sorted (so concurrent flushes from several nodes take row locks in one
-/// order and cannot deadlock) and sent in a few statements (a JSON array on PostgreSQL,
-/// multi-row `VALUES` on SQLite).
+/// sent in a few statements: on PostgreSQL as JSON arrays, summed per bucket and sorted first
+/// (so concurrent flushes from several nodes take row locks in one order and cannot
+/// deadlock); on SQLite as multi-row `VALUES`, as they come (see [`upsert_sqlite`]).
 pub async fn add<R: UsageRow + Sync>(conn: &mut Conn, batch: &[R]) -> Result<(), StoreError> {
     let postgres = conn.backend_name() == "PostgreSQL";
     // On PostgreSQL a shared lock on the mark: a roll-up (which takes it exclusively) waits
@@ -156,8 +156,8 @@ pub async fn add<R: UsageRow + Sync>(conn: &mut Conn, batch: &[R]) -> Result<(),
     Ok(())
 }
 
-/// A batch for PostgreSQL, merged per key and bucket, in the order rows are written: the same on every node,
-/// so that two nodes flushing the same keys into PostgreSQL lock their rows in the same order.
+/// A batch for PostgreSQL, merged per key and bucket, in the order rows are written: the same
+/// on every node, so that two nodes flushing the same keys lock their rows in the same order.
 /// Keyed by the compact id, compared where it sits in the map's nodes: comparing the ids' text
 /// followed a pointer into each key's cell (a cache miss, a dozen times per row).
 type Merged<'a> = std::collections::BTreeMap<(CompactKeyId, UnixMillis), MergedRow<'a>>;
