@@ -136,7 +136,7 @@ pub async fn rolled_until(conn: &mut Conn) -> Result<UnixMillis, StoreError> {
 /// (counts held back by a database outage) goes to the hourly and daily rows too. Rows are
 /// sent in a few statements: on PostgreSQL as JSON arrays, summed per bucket and sorted first
 /// (so concurrent flushes from several nodes take row locks in one order and cannot
-/// deadlock); on SQLite as multi-row `VALUES`, as they come (see [`upsert_sqlite`]).
+/// deadlock); on SQLite as multi-row `VALUES`, as they come (SQLite has one writer at a time).
 pub async fn add<R: UsageRow + Sync>(conn: &mut Conn, batch: &[R]) -> Result<(), StoreError> {
     let postgres = conn.backend_name() == "PostgreSQL";
     // On PostgreSQL a shared lock on the mark: a roll-up (which takes it exclusively) waits
