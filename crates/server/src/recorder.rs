@@ -455,12 +455,19 @@ impl UsageRecorder {
         if let Ok(mut last_uses) = self.last_uses.lock() {
             last_uses.bound();
         }
-        let mut entries = taken.iter().peekable();
-        while entries.peek().is_some() {
-            if let Ok(mut last_uses) = self.last_uses.lock() {
-                for (compact, k) in entries.by_ref().take(YIELD_EVERY) {
-                    last_uses.mark_due(compact, k);
-                }
+        let mut entries = taken.iter();
+        loop {
+            // Keys marked in this step; none under a poisoned lock, which ends the pass.
+            let seen = match self.last_uses.lock() {
+                Ok(mut last_uses) => entries
+                    .by_ref()
+                    .take(YIELD_EVERY)
+                    .map(|(compact, k)| last_uses.mark_due(compact, k))
+                    .count(),
+                Err(_) => 0,
+            };
+            if seen < YIELD_EVERY {
+                break;
             }
             tokio::task::yield_now().await;
         }

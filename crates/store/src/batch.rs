@@ -46,8 +46,8 @@ pub(crate) fn piece_sizes(mut rows: usize) -> impl Iterator<Item = usize> {
 /// binding thousands of them costs the square of their count.
 pub(crate) fn values(rows: usize, columns: usize) -> String {
     // Written into one string: repeating a row's text `rows` times made an allocation per row.
-    let row_len = 2 + columns * 3 - 2;
-    let mut text = String::with_capacity(rows * (row_len + 2));
+    // A row is `(`, `?` and `, ?` for the rest, `)`: three bytes a column; two between rows.
+    let mut text = String::with_capacity(rows * (columns * 3 + 2));
     for r in 0..rows {
         if r > 0 {
             text.push_str(", ");

@@ -158,8 +158,8 @@ pub async fn add<R: UsageRow + Sync>(conn: &mut Conn, batch: &[R]) -> Result<(),
 
 /// A batch for PostgreSQL, merged per key and bucket, in the order rows are written: the same
 /// on every node, so that two nodes flushing the same keys lock their rows in the same order.
-/// Keyed by the compact id, compared where it sits in the map's nodes: comparing the ids' text
-/// followed a pointer into each key's cell (a cache miss, a dozen times per row).
+/// Keyed by the compact id, compared where it sits in the map's nodes: an id's text is
+/// elsewhere on the heap, a pointer to follow at each of a row's dozen comparisons.
 type Merged<'a> = std::collections::BTreeMap<(CompactKeyId, UnixMillis), MergedRow<'a>>;
 type MergedRow<'a> = (&'a KeyId, &'a OrgId, &'a AgentId, Counts);
 
