@@ -102,10 +102,9 @@ impl Default for KeyCache {
 
 impl KeyCache {
     pub fn new(capacity: u64) -> Self {
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         Self {
-            entries: Arc::new(Cache::new(
-                usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
-            )),
+            entries: Arc::new(Cache::new(capacity)),
             generation: Arc::new(AtomicU64::new(0)),
             trusted_until: Arc::new(AtomicU64::new(u64::MAX)),
             epoch: Instant::now(),
@@ -116,11 +115,14 @@ impl KeyCache {
     /// the path of almost every request, kept out of any `async` code so that it does not
     /// carry (and move) the state of a storage lookup. `None` when [`KeyCache::get_or_load`]
     /// must be asked: a miss, a load in progress, a stale entry, or an unconfirmed watcher.
+    /// `at` is a reading of the monotonic clock the caller made already (when the request
+    /// arrived), which spares the request one more.
     pub fn get_fresh(
         &self,
         digest: &[u8; 32],
+        at: Instant,
     ) -> Option<Result<Option<Arc<Principal>>, LookupError>> {
-        let now = self.now_ms();
+        let now = self.ms_at(at);
         if now > self.trusted_until.load(Ordering::Acquire) {
             return None;
         }
@@ -206,7 +208,11 @@ impl KeyCache {
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.ms_at(Instant::now())
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     /// Puts the cache under a watcher: untrusted (every lookup goes to storage) until the
@@ -245,6 +251,37 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keyward_core::{AgentId, ApiKey, CapabilitySet, KeyPrefix, OrgId, Plan, RateLimit};
+    use keyward_store::keys::KeyRecord;
+
+    /// A key as the cache holds it, with a digest of its own.
+    fn principal() -> (Arc<Principal>, [u8; 32]) {
+        let secret = ApiKey::generate(&KeyPrefix::default());
+        let key = KeyRecord::seeded(
+            &OrgId::generate(),
+            &AgentId::generate(),
+            "test".into(),
+            &secret,
+            0,
+        );
+        let digest = keyward_core::KeyHash::digest(secret.expose());
+        let plan = Plan {
+            name: "pro".into(),
+            api_access: true,
+            rate_limit: RateLimit::new(100, 60).expect("a valid limit"),
+            max_keys: None,
+        };
+        let principal = Principal::new(
+            key,
+            "agent".into(),
+            CapabilitySet::from_stored(["content:read"]),
+            false,
+            "org".into(),
+            "org".into(),
+            plan,
+        );
+        (Arc::new(principal), digest)
+    }
 
     #[tokio::test]
     async fn a_failed_lookup_is_shared_by_its_waiters_then_tried_again() {
@@ -279,6 +316,28 @@ mod tests {
         assert!(
             matches!(found, Ok(None)),
             "the next request tries storage again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cached_key_is_looked_up_again_after_an_invalidation() {
+        let cache = KeyCache::new(1000);
+        let (principal, digest) = principal();
+        let stored = Principal::clone(&principal);
+        let loaded = cache
+            .get_or_load(&digest, || async {
+                Ok::<_, std::io::Error>(Some(stored.clone()))
+            })
+            .await
+            .unwrap();
+        assert!(loaded.is_some());
+        let found = cache.get_fresh(&digest, Instant::now());
+        let found = found.expect("cached").expect("no error").expect("known");
+        assert_eq!(found.key.id, principal.key.id);
+        cache.invalidate_all();
+        assert!(
+            cache.get_fresh(&digest, Instant::now()).is_none(),
+            "after an invalidation the key is looked up again"
         );
     }
 

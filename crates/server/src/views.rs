@@ -410,18 +410,27 @@ impl WhoamiTemplate {
     }
 
     /// The answer for `p` at `now`, or `None` when the key's status changed since rendering.
+    #[cfg(test)]
     pub fn body(&self, p: &Principal, now: UnixMillis) -> Option<Vec<u8>> {
+        self.pieces(p, now, |pieces| pieces.concat())
+    }
+
+    /// Calls `f` with the answer's pieces in order, for a caller that puts them together
+    /// where it likes (the gate: into a buffer shared by many answers, without an
+    /// allocation); `None` as for [`WhoamiTemplate::body`].
+    pub fn pieces<R>(
+        &self,
+        p: &Principal,
+        now: UnixMillis,
+        f: impl FnOnce(&[&[u8]]) -> R,
+    ) -> Option<R> {
         if p.standing().status(now) != self.status {
             return None;
         }
-        // `"2026-11-22T07:58:24.331Z"`: 26 bytes.
-        let mut body = Vec::with_capacity(self.head.len() + 26 + self.tail.len());
-        body.extend_from_slice(&self.head);
-        body.push(b'"');
-        with_rfc3339(now, |used| body.extend_from_slice(used.as_bytes()));
-        body.push(b'"');
-        body.extend_from_slice(&self.tail);
-        Some(body)
+        // `"2026-11-22T07:58:24.331Z"`.
+        Some(with_rfc3339(now, |at| {
+            f(&[&self.head, b"\"", at.as_bytes(), b"\"", &self.tail])
+        }))
     }
 }
 

@@ -1,8 +1,8 @@
-//! Short header values written into a buffer of the thread's and handed out as shared slices
-//! of it, instead of one allocation each.
+//! Short header values and bodies written into a buffer of the thread's and handed out as
+//! shared slices of it, instead of one allocation each.
 //!
-//! Only for values that live no longer than an answer's head: hyper lets them go once it has
-//! written the head, so when the buffer is used up it is usually free to be written again
+//! Only for values that live no longer than an answer's head and short body: hyper lets them
+//! go once it has written them, so when the buffer is used up it is usually free to be written again
 //! from the start, and only while an answer still holds a piece of it is a new one allocated.
 //! A value kept for longer (a request's id, kept while the request runs) would keep the whole
 //! buffer alive and must not come from here.
@@ -16,27 +16,35 @@ const SIZE: usize = 16 * 1024;
 
 /// `value`, copied into the thread's buffer.
 pub fn copy(value: &[u8]) -> Bytes {
+    concat(&[value])
+}
+
+/// `pieces` one after the other, written into the thread's buffer.
+pub fn concat(pieces: &[&[u8]]) -> Bytes {
     thread_local! {
         static BUFFER: RefCell<BytesMut> = RefCell::new(BytesMut::new());
     }
-    if value.len() > SIZE / 4 {
+    let len = pieces.iter().map(|piece| piece.len()).sum();
+    if len > SIZE / 4 {
         // Not worth a piece of the buffer, which would grow to hold it and stay that size.
-        return Bytes::copy_from_slice(value);
+        return Bytes::from(pieces.concat());
     }
     // Its own allocation also while the thread is being torn down, when its buffer is gone.
     BUFFER
         .try_with(|buffer| match buffer.try_borrow_mut() {
-            Ok(mut buffer) => copy_into(&mut buffer, value),
-            Err(_) => Bytes::copy_from_slice(value),
+            Ok(mut buffer) => concat_into(&mut buffer, pieces, len),
+            Err(_) => Bytes::from(pieces.concat()),
         })
-        .unwrap_or_else(|_| Bytes::copy_from_slice(value))
+        .unwrap_or_else(|_| Bytes::from(pieces.concat()))
 }
 
-fn copy_into(buffer: &mut BytesMut, value: &[u8]) -> Bytes {
-    if buffer.capacity() < value.len() {
+fn concat_into(buffer: &mut BytesMut, pieces: &[&[u8]], len: usize) -> Bytes {
+    if buffer.capacity() < len {
         buffer.reserve(SIZE);
     }
-    buffer.extend_from_slice(value);
+    for piece in pieces {
+        buffer.extend_from_slice(piece);
+    }
     buffer.split().freeze()
 }
 
@@ -59,6 +67,13 @@ mod tests {
         for (text, value) in held {
             assert_eq!(value, text.as_bytes());
         }
+    }
+
+    #[test]
+    fn pieces_are_put_together_in_order() {
+        assert_eq!(concat(&[b"ab", b"", b"cde"]), &b"abcde"[..]);
+        let long = vec![b'y'; SIZE];
+        assert_eq!(concat(&[b"x", &long]).len(), SIZE + 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use std::marker::PhantomData;
 use std::net::IpAddr;
+use std::time::Instant;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -142,15 +143,17 @@ impl Admission {
 /// gives the §3 refusal. Only the key's SHA-256 leaves this function: the secret is
 /// neither copied nor kept.
 pub async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admission, ApiError> {
-    admit_prefetching(state, headers, |_| ()).await
+    admit_prefetching(state, headers, Instant::now(), |_| ()).await
 }
 
 /// [`admit`], calling `prefetch` with the key as soon as it is found, before the limiter
 /// runs: the gate asks there for the memory its answer reads, so that the wait overlaps the
-/// limiter's (see [`keyward_core::hint`]).
+/// limiter's (see [`keyward_core::hint`]). `arrived` is when the request came, read from the
+/// monotonic clock: the key cache judges its entries' age by it.
 pub async fn admit_prefetching(
     state: &AppState,
     headers: &HeaderMap,
+    arrived: Instant,
     prefetch: impl FnOnce(&Principal),
 ) -> Result<Admission, ApiError> {
     let checked = match credential(headers) {
@@ -169,7 +172,7 @@ pub async fn admit_prefetching(
     };
     // One reading of the clock for the key's status, the limiter and the usage counts.
     let now = state.service.now();
-    let (found, now) = match state.service.authenticate_cached(&digest, now) {
+    let (found, now) = match state.service.authenticate_cached(&digest, now, arrived) {
         Some(found) => (found, now),
         // A miss asks storage: boxed, so that the lookup's large state is made only when
         // needed instead of being carried and moved by every request. The lookup may take a

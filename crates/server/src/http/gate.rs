@@ -68,7 +68,10 @@ pub async fn gate(connection: Connection, mut req: Request, app: Router) -> Resp
     }
     let answered = async {
         if direct {
-            observed(&state, req, WHOAMI, |req| whoami(&state, req, &id)).await
+            observed(&state, req, WHOAMI, |req, arrived| {
+                whoami(&state, req, arrived, &id)
+            })
+            .await
         } else {
             req.extensions_mut().insert(id.clone());
             if let Some(peer) = peer {
@@ -109,12 +112,17 @@ pub async fn gate(connection: Connection, mut req: Request, app: Router) -> Resp
 
 /// `GET /v1/whoami`, as the router would answer it; a refusal with its body written at once
 /// ([`request_id::refusal`]).
-async fn whoami(state: &AppState, req: Request, id: &request_id::RequestId) -> Response {
-    let admission =
-        match auth::admit_prefetching(state, req.headers(), Principal::prefetch_whoami).await {
-            Ok(admission) => admission,
-            Err(refusal) => return request_id::refusal(refusal, id),
-        };
+async fn whoami(
+    state: &AppState,
+    req: Request,
+    arrived: std::time::Instant,
+    id: &request_id::RequestId,
+) -> Response {
+    let prefetch = Principal::prefetch_whoami;
+    let admission = match auth::admit_prefetching(state, req.headers(), arrived, prefetch).await {
+        Ok(admission) => admission,
+        Err(refusal) => return request_id::refusal(refusal, id),
+    };
     let now = admission.now();
     auth::answer(state, admission, |principal| async move {
         v1::whoami::answer(&principal, now)

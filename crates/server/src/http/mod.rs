@@ -195,7 +195,7 @@ async fn observe(state: AppState, req: Request, next: axum::routing::Route) -> R
     if tracing::enabled!(tracing::Level::DEBUG) {
         tracing::Span::current().record("route", route);
     }
-    observed(&state, req, route, |req| async move {
+    observed(&state, req, route, |req, _| async move {
         match next.oneshot(req).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -204,11 +204,12 @@ async fn observe(state: AppState, req: Request, next: axum::routing::Route) -> R
     .await
 }
 
-/// Refuses a key in the query of any `/v1` path, else answers with `answer`; records the
-/// answer's status and latency under `route` either way.
+/// Refuses a key in the query of any `/v1` path, else answers with `answer` (given the
+/// request and when it arrived); records the answer's status and latency under `route`
+/// either way.
 async fn observed<F, Fut>(state: &AppState, req: Request, route: &str, answer: F) -> Response
 where
-    F: FnOnce(Request) -> Fut,
+    F: FnOnce(Request, std::time::Instant) -> Fut,
     Fut: Future<Output = Response>,
 {
     use axum::response::IntoResponse;
@@ -220,7 +221,7 @@ where
         state.metrics.auth_failure("key_in_query");
         auth::key_in_query().into_response()
     } else {
-        answer(req).await
+        answer(req, start).await
     };
     state
         .metrics

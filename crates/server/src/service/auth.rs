@@ -230,8 +230,9 @@ impl Service {
         &self,
         digest: &[u8; 32],
         now: UnixMillis,
+        arrived: std::time::Instant,
     ) -> Option<Result<Result<Arc<Principal>, AuthFailure>, ServiceError>> {
-        let found = self.key_cache().get_fresh(digest)?;
+        let found = self.key_cache().get_fresh(digest, arrived)?;
         Some(
             self.judge(found, now)
                 .map(|judged| judged.map_err(|refusal| refusal.failure)),

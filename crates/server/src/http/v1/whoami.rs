@@ -26,8 +26,12 @@ pub async fn whoami(State(state): State<AppState>, auth: Auth<AnyKey>) -> Respon
 /// directly, with the time the request was admitted at).
 pub fn answer(p: &Principal, now: UnixMillis) -> Answered {
     let template = p.whoami.get_or_init(|| WhoamiTemplate::new(p, now));
-    match template.as_ref().and_then(|t| t.body(p, now)) {
-        Some(body) => Answered::Json(body.into()),
+    // The body lives as long as the answer's head: a piece of the thread's buffer.
+    match template
+        .as_ref()
+        .and_then(|t| t.pieces(p, now, crate::http::arena::concat))
+    {
+        Some(body) => Answered::Json(body),
         None => Answered::Response(Json(WhoamiView::new(p, now)).into_response()),
     }
 }
