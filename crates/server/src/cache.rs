@@ -115,8 +115,9 @@ impl KeyCache {
     /// the path of almost every request, kept out of any `async` code so that it does not
     /// carry (and move) the state of a storage lookup. `None` when [`KeyCache::get_or_load`]
     /// must be asked: a miss, a load in progress, a stale entry, or an unconfirmed watcher.
-    /// `at` is a reading of the monotonic clock the caller made already (when the request
-    /// arrived), which spares the request one more.
+    /// `at` is a reading of the monotonic clock made with nothing awaited since (the gate's
+    /// reading when the request arrived, which spares it one more): the entry's expiry and
+    /// the watcher's window are judged as of then.
     pub fn get_fresh(
         &self,
         digest: &[u8; 32],
@@ -334,6 +335,18 @@ mod tests {
         let found = cache.get_fresh(&digest, Instant::now());
         let found = found.expect("cached").expect("no error").expect("known");
         assert_eq!(found.key.id, principal.key.id);
+        // Judged as of the reading it is given: past the longest time an entry is kept, and
+        // past the watcher's window, it is not used.
+        let later = Instant::now() + KNOWN_TTL * 2;
+        assert!(cache.get_fresh(&digest, later).is_none(), "expired by then");
+        cache.start_watching();
+        cache.confirm_fresh(Instant::now(), Duration::from_secs(1));
+        assert!(cache.get_fresh(&digest, Instant::now()).is_some());
+        let unconfirmed = Instant::now() + Duration::from_secs(2);
+        assert!(
+            cache.get_fresh(&digest, unconfirmed).is_none(),
+            "the watcher has not confirmed that far"
+        );
         cache.invalidate_all();
         assert!(
             cache.get_fresh(&digest, Instant::now()).is_none(),

@@ -409,15 +409,15 @@ impl WhoamiTemplate {
         keyward_core::hint::prefetch_bytes(&self.head);
     }
 
-    /// The answer for `p` at `now`, or `None` when the key's status changed since rendering.
+    /// The answer for `p` at `now`, put together from [`WhoamiTemplate::pieces`].
     #[cfg(test)]
     pub fn body(&self, p: &Principal, now: UnixMillis) -> Option<Vec<u8>> {
         self.pieces(p, now, |pieces| pieces.concat())
     }
 
-    /// Calls `f` with the answer's pieces in order, for a caller that puts them together
-    /// where it likes (the gate: into a buffer shared by many answers, without an
-    /// allocation); `None` as for [`WhoamiTemplate::body`].
+    /// Calls `f` with the pieces of the answer for `p` at `now` in order, for a caller that
+    /// puts them together where it likes (`v1::whoami::answer`: into a buffer shared by many
+    /// answers, without an allocation); `None` when the key's status changed since rendering.
     pub fn pieces<R>(
         &self,
         p: &Principal,
@@ -427,7 +427,7 @@ impl WhoamiTemplate {
         if p.standing().status(now) != self.status {
             return None;
         }
-        // `"2026-11-22T07:58:24.331Z"`.
+        // The time, quoted: `"2026-11-22T07:58:24.331Z"`.
         Some(with_rfc3339(now, |at| {
             f(&[&self.head, b"\"", at.as_bytes(), b"\"", &self.tail])
         }))

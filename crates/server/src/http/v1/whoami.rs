@@ -26,7 +26,7 @@ pub async fn whoami(State(state): State<AppState>, auth: Auth<AnyKey>) -> Respon
 /// directly, with the time the request was admitted at).
 pub fn answer(p: &Principal, now: UnixMillis) -> Answered {
     let template = p.whoami.get_or_init(|| WhoamiTemplate::new(p, now));
-    // The body lives as long as the answer's head: a piece of the thread's buffer.
+    // The body lives as long as the answer: a piece of the thread's buffer (`arena`).
     match template
         .as_ref()
         .and_then(|t| t.pieces(p, now, crate::http::arena::concat))
