@@ -49,6 +49,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_usage_rollup.sql"),
         postgres: include_str!("../migrations/postgres/0006_usage_rollup.sql"),
     },
+    Migration {
+        version: 7,
+        name: "usage_minute_by_bucket",
+        sqlite: include_str!("../migrations/sqlite/0007_usage_minute_by_bucket.sql"),
+        postgres: include_str!("../migrations/postgres/0007_usage_minute_by_bucket.sql"),
+    },
 ];
 
 /// Arbitrary constant naming keyward's advisory lock on PostgreSQL.
