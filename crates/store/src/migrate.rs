@@ -87,6 +87,9 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
             name: m.name,
             source,
         };
+        // Said before it starts: on a large store a migration that copies a table (the
+        // usage rows' on SQLite) takes a while, and a start-up that says nothing looks hung.
+        tracing::info!(version = m.version, name = m.name, "applying migration");
         tx.execute(sqlx::raw_sql(sql)).await.map_err(fail)?;
         sqlx::query(
             "INSERT INTO keyward_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
