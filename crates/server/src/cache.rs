@@ -102,9 +102,10 @@ impl Default for KeyCache {
 
 impl KeyCache {
     pub fn new(capacity: u64) -> Self {
-        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         Self {
-            entries: Arc::new(Cache::new(capacity)),
+            entries: Arc::new(Cache::new(
+                usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
+            )),
             generation: Arc::new(AtomicU64::new(0)),
             trusted_until: Arc::new(AtomicU64::new(u64::MAX)),
             epoch: Instant::now(),
