@@ -17,7 +17,14 @@ pub fn prefetch<T: ?Sized>(value: &T) {
 /// holding its last.
 #[inline(always)]
 pub fn prefetch_bytes(bytes: &[u8]) {
-    for line in lines(bytes.as_ptr().addr(), bytes.len()) {
+    prefetch_span(bytes.as_ptr(), bytes.len());
+}
+
+/// Asks for every cache line of the `len` bytes from `start`, which need not be readable as
+/// bytes (a struct's fields with padding between them): nothing is read through it.
+#[inline(always)]
+pub fn prefetch_span(start: *const u8, len: usize) {
+    for line in lines(start.addr(), len) {
         prefetch_at(line);
     }
 }

@@ -52,16 +52,66 @@ impl std::fmt::Display for LookupError {
     }
 }
 
+/// Where a cached key's memory is that every request reads beyond its [`Principal`]: the
+/// limiter's state and buckets, the usage counts and the key's part of its `whoami` answer.
+/// Kept in the cache's entry, beside the handle to the principal, so that a hit asks for all
+/// of it at once instead of after the principal's lines have come (one wait for memory
+/// instead of two in a row; docs/BENCHMARKS.md). Hints only: an address may be unknown (0) or
+/// stale, nothing is ever read through one, and a wrong one costs a wasted prefetch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hints {
+    pub limiter_state: usize,
+    pub limiter_buckets: usize,
+    pub usage: usize,
+    /// Start and length of the rendered answer's own bytes.
+    pub whoami: (usize, usize),
+}
+
+impl Hints {
+    fn prefetch(&self) {
+        use keyward_core::hint::{prefetch_at, prefetch_span};
+        for address in [self.limiter_state, self.limiter_buckets, self.usage] {
+            if address != 0 {
+                prefetch_at(address);
+            }
+        }
+        let (start, len) = self.whoami;
+        if start != 0 {
+            prefetch_span(std::ptr::without_provenance(start), len);
+        }
+    }
+}
+
 /// A cached lookup: the key, or `None` for a hash no key has.
-#[derive(Clone)]
 pub struct Entry {
     pub principal: Option<Arc<Principal>>,
+    hints: Hints,
     /// The lookup failed (storage unreachable): requests that were waiting for it get this
     /// error instead of each trying storage in turn.
     failed: Option<Arc<str>>,
     generation: u64,
     /// Until when (ms since the cache's epoch) the entry may be used.
     expires: u64,
+}
+
+/// Cloned by the cache to hand out a hit. Taking a handle to the key writes its reference
+/// count, a locked instruction after which no later read may start early: the fields a
+/// request reads next, on the lines after the count, would each wait for memory in turn
+/// behind it. They are asked for first, so their waits overlap the count's.
+impl Clone for Entry {
+    fn clone(&self) -> Self {
+        if let Some(principal) = &self.principal {
+            self.hints.prefetch();
+            principal.prefetch_hot();
+        }
+        Self {
+            principal: self.principal.clone(),
+            hints: self.hints,
+            failed: self.failed.clone(),
+            generation: self.generation,
+            expires: self.expires,
+        }
+    }
 }
 
 impl Entry {
@@ -119,17 +169,46 @@ impl KeyCache {
     /// `at` is a reading of the monotonic clock made with nothing awaited since (the gate's
     /// reading when the request arrived, which spares it one more): the entry's expiry and
     /// the watcher's window are judged as of then.
+    /// With the answer come the entry's [`Hints`], for [`KeyCache::update_hints`].
     pub fn get_fresh(
         &self,
         digest: &[u8; 32],
         at: Instant,
-    ) -> Option<Result<Option<Arc<Principal>>, LookupError>> {
+    ) -> Option<(Result<Option<Arc<Principal>>, LookupError>, Hints)> {
         let now = self.ms_at(at);
         if now > self.trusted_until.load(Ordering::Acquire) {
             return None;
         }
         let generation = self.generation.load(Ordering::Acquire);
-        self.entries.get(digest)?.usable(generation, now)
+        let entry = self.entries.get(digest)?;
+        let hints = entry.hints;
+        Some((entry.usable(generation, now)?, hints))
+    }
+
+    /// Stores `hints` in the entry of `digest`, if it still holds `principal` (it may have
+    /// been invalidated, expired or reloaded since). Called when a request found the hints it
+    /// was handed out of date, which happens a few times per key and load: its limiter state
+    /// and `whoami` answer are made by its first requests.
+    pub fn update_hints(&self, digest: &[u8; 32], principal: &Arc<Principal>, hints: Hints) {
+        use quick_cache::sync::{EntryAction, EntryResult};
+        // Never waits: a load in progress means the entry is being replaced anyway.
+        let updated = self
+            .entries
+            .entry(digest, Some(Duration::ZERO), |_, entry| {
+                if entry
+                    .principal
+                    .as_ref()
+                    .is_some_and(|held| Arc::ptr_eq(held, principal))
+                {
+                    entry.hints = hints;
+                }
+                EntryAction::Retain(())
+            });
+        // Gone in the meantime: the placeholder it was given is dropped unfilled, which
+        // leaves the digest to the next request's lookup, as before.
+        if let EntryResult::Vacant(guard) = updated {
+            drop(guard);
+        }
     }
 
     /// The cached lookup of `digest`, loading it with `load` on a miss (concurrent misses of
@@ -175,6 +254,7 @@ impl KeyCache {
                             let error = failed(e);
                             let _ = guard.insert(Entry {
                                 principal: None,
+                                hints: Hints::default(),
                                 failed: Some(error.0.clone()),
                                 generation,
                                 // From the failure, not the start: a load may take long to fail.
@@ -190,6 +270,7 @@ impl KeyCache {
                     };
                     let entry = Entry {
                         principal,
+                        hints: Hints::default(),
                         failed: None,
                         generation,
                         expires: now + spread(ttl),
@@ -333,7 +414,9 @@ mod tests {
             .await
             .unwrap();
         assert!(loaded.is_some());
-        let found = cache.get_fresh(&digest, Instant::now());
+        let found = cache
+            .get_fresh(&digest, Instant::now())
+            .map(|(found, _)| found);
         let found = found.expect("cached").expect("no error").expect("known");
         assert_eq!(found.key.id, principal.key.id);
         // Judged as of the reading it is given: past the longest time an entry is kept, and
@@ -353,6 +436,51 @@ mod tests {
             cache.get_fresh(&digest, Instant::now()).is_none(),
             "after an invalidation the key is looked up again"
         );
+    }
+
+    #[tokio::test]
+    async fn hints_are_kept_for_the_principal_they_were_taken_from() {
+        let cache = KeyCache::new(1000);
+        let (principal, digest) = principal();
+        let stored = Principal::clone(&principal);
+        let loaded = cache
+            .get_or_load(&digest, || async {
+                Ok::<_, std::io::Error>(Some(stored.clone()))
+            })
+            .await
+            .unwrap()
+            .expect("known");
+        let (_, hints) = cache.get_fresh(&digest, Instant::now()).expect("cached");
+        assert_eq!(hints, Hints::default(), "none known after a load");
+        let current = loaded.hints();
+        assert_eq!(current.usage, Arc::as_ptr(&loaded.usage).addr());
+        assert_eq!(current.limiter_state, 0, "no state until the first check");
+        cache.update_hints(&digest, &loaded, current);
+        let (_, kept) = cache.get_fresh(&digest, Instant::now()).expect("cached");
+        assert_eq!(kept, current);
+
+        // Hints taken from another principal (one since replaced) are not stored.
+        let other = Hints {
+            usage: 64,
+            ..current
+        };
+        cache.update_hints(&digest, &principal, other);
+        let (_, kept) = cache.get_fresh(&digest, Instant::now()).expect("cached");
+        assert_eq!(kept, current);
+
+        // Nor for a digest the cache no longer holds; its next request loads it as before.
+        cache.invalidate_all();
+        cache.update_hints(&digest, &loaded, other);
+        let reloaded = cache
+            .get_or_load(&digest, || async {
+                Ok::<_, std::io::Error>(Some(stored.clone()))
+            })
+            .await
+            .unwrap()
+            .expect("loaded again");
+        let (_, fresh) = cache.get_fresh(&digest, Instant::now()).expect("cached");
+        assert_eq!(fresh, Hints::default());
+        assert!(!Arc::ptr_eq(&reloaded, &loaded));
     }
 
     #[tokio::test]

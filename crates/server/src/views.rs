@@ -409,6 +409,12 @@ impl WhoamiTemplate {
         keyward_core::hint::prefetch_bytes(&self.head);
     }
 
+    /// Where the key's own part of the answer is, and its length (see
+    /// [`crate::cache::Hints`]).
+    pub fn own_bytes(&self) -> (usize, usize) {
+        (self.head.as_ptr().addr(), self.head.len())
+    }
+
     /// The answer for `p` at `now`, put together from [`WhoamiTemplate::pieces`].
     #[cfg(test)]
     pub fn body(&self, p: &Principal, now: UnixMillis) -> Option<Vec<u8>> {

@@ -29,6 +29,7 @@ use super::error::ApiError;
 use super::extract::ClientInfo;
 use super::limit_headers;
 use super::AppState;
+use crate::cache::Hints;
 use crate::limiter::RateLimiter;
 use crate::recorder::Outcome;
 use crate::service::{AuthFailure, Principal};
@@ -130,6 +131,10 @@ pub struct Admission {
     decision: Decision,
     limit: RateLimit,
     now: UnixMillis,
+    /// The key's hash and the hints its cache entry gave (default after a miss): see
+    /// [`crate::cache::Hints`], brought up to date by [`answer`].
+    digest: [u8; 32],
+    hints: Hints,
 }
 
 impl Admission {
@@ -172,8 +177,8 @@ pub async fn admit_prefetching(
     };
     // One reading of the clock for the key's status, the limiter and the usage counts.
     let now = state.service.now();
-    let (found, now) = match state.service.authenticate_cached(&digest, now, arrived) {
-        Some(found) => (found, now),
+    let (found, now, hints) = match state.service.authenticate_cached(&digest, now, arrived) {
+        Some((found, hints)) => (found, now, hints),
         // A miss asks storage: boxed, so that the lookup's large state is made only when
         // needed instead of being carried and moved by every request. The lookup may take a
         // while; the limiter must see the time after it, not a time other requests of the
@@ -181,6 +186,7 @@ pub async fn admit_prefetching(
         None => (
             Box::pin(state.service.authenticate_digest(&digest)).await,
             state.service.now(),
+            Hints::default(),
         ),
     };
     let principal = match found {
@@ -202,6 +208,8 @@ pub async fn admit_prefetching(
         decision,
         limit,
         now,
+        digest,
+        hints,
     })
 }
 
@@ -248,6 +256,8 @@ where
         decision,
         limit,
         now,
+        digest,
+        hints,
     } = admission;
     let answered = if decision.allowed {
         handler(principal.clone()).await.into()
@@ -264,6 +274,14 @@ where
     };
     let outcome = Outcome::of_status(response.status().as_u16());
     state.recorder.record(&principal.usage, now, outcome);
+    // After the handler, which may have rendered the key's `whoami` answer.
+    let current = principal.hints();
+    if current != hints {
+        state
+            .service
+            .key_cache()
+            .update_hints(&digest, &principal, current);
+    }
     response
 }
 

@@ -137,6 +137,18 @@ impl Slot {
         }
     }
 
+    /// Where the key's state is, once the slot holds it (0 until then).
+    pub fn state_address(&self) -> usize {
+        self.state
+            .get()
+            .map_or(0, |shared| Arc::as_ptr(shared).addr())
+    }
+
+    /// Where the state's buckets were at its last check (0: none).
+    pub fn buckets_address(&self) -> usize {
+        self.buckets.load(Ordering::Relaxed)
+    }
+
     /// Asks for the lines of the state's buckets that a check at `now` under `limit` reads,
     /// if the state has buckets (limits above the exact mode's).
     pub fn prefetch_buckets(&self, limit: RateLimit, now: UnixMillis) {

@@ -126,6 +126,29 @@ impl Principal {
         }
     }
 
+    /// Where the memory is that requests read beyond this principal (see
+    /// [`crate::cache::Hints`]), as far as it exists yet.
+    pub fn hints(&self) -> crate::cache::Hints {
+        let whoami = match self.whoami.get() {
+            Some(Some(template)) => template.own_bytes(),
+            _ => (0, 0),
+        };
+        crate::cache::Hints {
+            limiter_state: self.limiter_slot.state_address(),
+            limiter_buckets: self.limiter_slot.buckets_address(),
+            usage: Arc::as_ptr(&self.usage).addr(),
+            whoami,
+        }
+    }
+
+    /// Asks for the lines of the fields every request reads, those laid out first (see the
+    /// type's documentation), up to the end of the `whoami` answer's handle.
+    pub fn prefetch_hot(&self) {
+        let hot = std::mem::offset_of!(Self, whoami) + std::mem::size_of_val(&self.whoami);
+        let start = std::ptr::from_ref(self).cast::<u8>();
+        keyward_core::hint::prefetch_span(start, hot);
+    }
+
     /// Asks for the memory that admitting and counting a request read next: the rest of this
     /// principal's fields, the limiter's state and buckets and the usage counts, which a
     /// key's first request after a while finds out of the processor's caches. Fetched
@@ -233,12 +256,15 @@ impl Service {
         digest: &[u8; 32],
         now: UnixMillis,
         arrived: std::time::Instant,
-    ) -> Option<Result<Result<Arc<Principal>, AuthFailure>, ServiceError>> {
-        let found = self.key_cache().get_fresh(digest, arrived)?;
-        Some(
-            self.judge(found, now)
-                .map(|judged| judged.map_err(|refusal| refusal.failure)),
-        )
+    ) -> Option<(
+        Result<Result<Arc<Principal>, AuthFailure>, ServiceError>,
+        crate::cache::Hints,
+    )> {
+        let (found, hints) = self.key_cache().get_fresh(digest, arrived)?;
+        let judged = self
+            .judge(found, now)
+            .map(|judged| judged.map_err(|refusal| refusal.failure));
+        Some((judged, hints))
     }
 
     /// The answer for a looked-up key at `now`: refused when unknown, revoked (or its agent
