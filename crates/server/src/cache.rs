@@ -82,6 +82,9 @@ impl Hints {
     }
 }
 
+/// What a lookup found: the key, `None` for a hash no key has, or why it failed.
+pub type Found = Result<Option<Arc<Principal>>, LookupError>;
+
 /// A cached lookup: the key, or `None` for a hash no key has.
 pub struct Entry {
     pub principal: Option<Arc<Principal>>,
@@ -117,11 +120,7 @@ impl Clone for Entry {
 impl Entry {
     /// What the entry answers, if it was loaded in the latest generation (after the last
     /// invalidation) and has not expired by `now`.
-    fn usable(
-        self,
-        generation: u64,
-        now: u64,
-    ) -> Option<Result<Option<Arc<Principal>>, LookupError>> {
+    fn usable(self, generation: u64, now: u64) -> Option<Found> {
         (self.generation >= generation && self.expires > now).then(|| match self.failed {
             Some(error) => Err(LookupError(error)),
             None => Ok(self.principal),
@@ -170,11 +169,7 @@ impl KeyCache {
     /// reading when the request arrived, which spares it one more): the entry's expiry and
     /// the watcher's window are judged as of then.
     /// With the answer come the entry's [`Hints`], for [`KeyCache::update_hints`].
-    pub fn get_fresh(
-        &self,
-        digest: &[u8; 32],
-        at: Instant,
-    ) -> Option<(Result<Option<Arc<Principal>>, LookupError>, Hints)> {
+    pub fn get_fresh(&self, digest: &[u8; 32], at: Instant) -> Option<(Found, Hints)> {
         let now = self.ms_at(at);
         if now > self.trusted_until.load(Ordering::Acquire) {
             return None;

@@ -41,6 +41,9 @@ impl From<AuthFailure> for Refusal {
     }
 }
 
+/// A cached key judged: admitted, refused (and why), or the lookup failed.
+pub type Judged = Result<Result<Arc<Principal>, AuthFailure>, ServiceError>;
+
 /// An authenticated key and everything the request needs to know about it. Built by
 /// [`Principal::new`] and not changed after: the key cache shares it between requests.
 ///
@@ -256,10 +259,7 @@ impl Service {
         digest: &[u8; 32],
         now: UnixMillis,
         arrived: std::time::Instant,
-    ) -> Option<(
-        Result<Result<Arc<Principal>, AuthFailure>, ServiceError>,
-        crate::cache::Hints,
-    )> {
+    ) -> Option<(Judged, crate::cache::Hints)> {
         let (found, hints) = self.key_cache().get_fresh(digest, arrived)?;
         let judged = self
             .judge(found, now)
