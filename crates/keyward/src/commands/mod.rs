@@ -123,23 +123,28 @@ pub async fn run(cli: Cli) -> CliResult {
     }
     let settings = settings::load(&overrides, |k| std::env::var(k).ok())?;
     let out = Output { json: cli.json };
-    match cli.command {
-        Command::Serve(args) => serve::run(settings, args.demo).await,
-        Command::Migrate => {
-            let service = open(&settings).await?;
-            out.print(&serde_json::json!({"status": "migrated"}), || {
-                "The database schema is up to date.".into()
-            })?;
-            service.store().close().await;
-            Ok(())
-        }
-        Command::Org(c) => admin::org(&open(&settings).await?, c, out).await,
-        Command::User(c) => admin::user(&open(&settings).await?, c, out).await,
-        Command::Team(c) => admin::team(&open(&settings).await?, c, out).await,
-        Command::Agent(c) => keys::agent(&open(&settings).await?, c, out).await,
-        Command::Key(c) => keys::key(&open(&settings).await?, c, out).await,
-        Command::Dev(c) => dev::run(&open(&settings).await?, c, out).await,
-    }
+    let command = match cli.command {
+        Command::Serve(args) => return serve::run(settings, args.demo).await,
+        command => command,
+    };
+    let service = open(&settings).await?;
+    let done = match command {
+        Command::Migrate => out.print(&serde_json::json!({"status": "migrated"}), || {
+            "The database schema is up to date.".into()
+        }),
+        Command::Org(c) => admin::org(&service, c, out).await,
+        Command::User(c) => admin::user(&service, c, out).await,
+        Command::Team(c) => admin::team(&service, c, out).await,
+        Command::Agent(c) => keys::agent(&service, c, out).await,
+        Command::Key(c) => keys::key(&service, c, out).await,
+        Command::Dev(c) => dev::run(&service, c, out).await,
+        Command::Serve(_) => Ok(()), // answered above
+    };
+    // Closed, not dropped: SQLite then folds its write-ahead log into the file and removes
+    // it, so the next process to open the file need not read the log back (after
+    // `dev seed-keys 1000000`, a log of 45 MB that every start-up read: 0.13 s).
+    service.store().close().await;
+    done
 }
 
 /// Connects to the configured database and brings its schema up to date.
