@@ -144,9 +144,6 @@ impl Application {
         let _ = stop_worker.send(true);
         let _ = worker.await;
         recorder.flush(&store).await;
-        // Closed, so that SQLite folds its write-ahead log into the file and removes it: the
-        // next start need not read it back. Bounded, in case a connection is still held.
-        let _ = tokio::time::timeout(Duration::from_secs(5), store.close()).await;
         served.map_err(Into::into)
     }
 }

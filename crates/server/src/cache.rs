@@ -397,17 +397,26 @@ mod tests {
         );
     }
 
+    /// Looks `digest` up in `cache`, storage answering with `stored`.
+    async fn load(
+        cache: &KeyCache,
+        digest: &[u8; 32],
+        stored: &Principal,
+    ) -> Option<Arc<Principal>> {
+        cache
+            .get_or_load(digest, || async {
+                Ok::<_, std::io::Error>(Some(stored.clone()))
+            })
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_cached_key_is_looked_up_again_after_an_invalidation() {
         let cache = KeyCache::new(1000);
         let (principal, digest) = principal();
         let stored = Principal::clone(&principal);
-        let loaded = cache
-            .get_or_load(&digest, || async {
-                Ok::<_, std::io::Error>(Some(stored.clone()))
-            })
-            .await
-            .unwrap();
+        let loaded = load(&cache, &digest, &stored).await;
         assert!(loaded.is_some());
         let found = cache
             .get_fresh(&digest, Instant::now())
@@ -438,13 +447,7 @@ mod tests {
         let cache = KeyCache::new(1000);
         let (principal, digest) = principal();
         let stored = Principal::clone(&principal);
-        let loaded = cache
-            .get_or_load(&digest, || async {
-                Ok::<_, std::io::Error>(Some(stored.clone()))
-            })
-            .await
-            .unwrap()
-            .expect("known");
+        let loaded = load(&cache, &digest, &stored).await.expect("known");
         let (_, hints) = cache.get_fresh(&digest, Instant::now()).expect("cached");
         assert_eq!(hints, Hints::default(), "none known after a load");
         let current = loaded.hints();
@@ -466,13 +469,7 @@ mod tests {
         // Nor for a digest the cache no longer holds; its next request loads it as before.
         cache.invalidate_all();
         cache.update_hints(&digest, &loaded, other);
-        let reloaded = cache
-            .get_or_load(&digest, || async {
-                Ok::<_, std::io::Error>(Some(stored.clone()))
-            })
-            .await
-            .unwrap()
-            .expect("loaded again");
+        let reloaded = load(&cache, &digest, &stored).await.expect("loaded again");
         let (_, fresh) = cache.get_fresh(&digest, Instant::now()).expect("cached");
         assert_eq!(fresh, Hints::default());
         assert!(!Arc::ptr_eq(&reloaded, &loaded));

@@ -144,7 +144,19 @@ impl Store {
         Ok(())
     }
 
+    /// Closes every connection. On SQLite, first folds the write-ahead log into the database
+    /// file and empties it (a `TRUNCATE` checkpoint), so the next process to open the file
+    /// need not read the log back: closing alone leaves that to the last connection's
+    /// close, which may not have run when the process exits.
     pub async fn close(&self) {
+        if self.backend == Backend::Sqlite {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.write)
+                .await
+            {
+                tracing::debug!(error = %e, "the write-ahead log was not folded back at close");
+            }
+        }
         self.watch.close().await;
         self.write.close().await;
         self.read.close().await;

@@ -80,9 +80,17 @@ pub async fn run(settings: Settings, load_demo: bool) -> CliResult {
     drop(stdout);
 
     tracing::info!(%addr, "keyward is serving");
-    app.run_until(shutdown_signal())
+    let served = app.run_until(shutdown_signal()).await;
+    // Its last writes are in (the usage flush ran): the log is folded into the file so that
+    // the next start need not read it back. Bounded, in case a connection is still held.
+    let closing = service.store().close();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), closing)
         .await
-        .map_err(CliError::from)?;
+        .is_err()
+    {
+        tracing::warn!("the database did not close within 5 s");
+    }
+    served.map_err(CliError::from)?;
     tracing::info!("stopped");
     Ok(())
 }
