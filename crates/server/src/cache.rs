@@ -185,9 +185,11 @@ impl KeyCache {
     /// was handed out of date, which happens a few times per key and load: its limiter state
     /// and `whoami` answer are made by its first requests.
     pub fn update_hints(&self, digest: &[u8; 32], principal: &Arc<Principal>, hints: Hints) {
-        use quick_cache::sync::{EntryAction, EntryResult};
-        // Never waits: a load in progress means the entry is being replaced anyway.
-        let updated = self
+        use quick_cache::sync::EntryAction;
+        // Never waits: a load in progress means the entry is being replaced anyway. If the
+        // entry is gone, the placeholder this is given is dropped unfilled, which leaves the
+        // digest to the next request's lookup, as before.
+        let _ = self
             .entries
             .entry(digest, Some(Duration::ZERO), |_, entry| {
                 if entry
@@ -199,21 +201,12 @@ impl KeyCache {
                 }
                 EntryAction::Retain(())
             });
-        // Gone in the meantime: the placeholder it was given is dropped unfilled, which
-        // leaves the digest to the next request's lookup, as before.
-        if let EntryResult::Vacant(guard) = updated {
-            drop(guard);
-        }
     }
 
     /// The cached lookup of `digest`, loading it with `load` on a miss (concurrent misses of
     /// one digest share one load). An entry, or a shared load, that began before the latest
     /// invalidation is never returned: it is dropped and loaded again.
-    pub async fn get_or_load<F, Fut, E>(
-        &self,
-        digest: &[u8; 32],
-        load: F,
-    ) -> Result<Option<Arc<Principal>>, LookupError>
+    pub async fn get_or_load<F, Fut, E>(&self, digest: &[u8; 32], load: F) -> Found
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Option<Principal>, E>>,

@@ -29,7 +29,6 @@ use super::error::ApiError;
 use super::extract::ClientInfo;
 use super::limit_headers;
 use super::AppState;
-use crate::cache::Hints;
 use crate::limiter::RateLimiter;
 use crate::recorder::Outcome;
 use crate::service::{AuthFailure, Principal};
@@ -131,10 +130,12 @@ pub struct Admission {
     decision: Decision,
     limit: RateLimit,
     now: UnixMillis,
-    /// The key's hash and the hints its cache entry gave (default after a miss): see
-    /// [`crate::cache::Hints`], brought up to date by [`answer`].
+    /// The key's hash and the hints its cache entry gave: see [`crate::cache::Hints`],
+    /// brought up to date by [`answer`]. `None` when the key came from storage: its entry,
+    /// if the cache kept one, is filled on its next hit, so that a cache that keeps nothing
+    /// (while the change watcher is unconfirmed) is not written to on every request.
     digest: [u8; 32],
-    hints: Hints,
+    hints: Option<crate::cache::Hints>,
 }
 
 impl Admission {
@@ -178,7 +179,7 @@ pub async fn admit_prefetching(
     // One reading of the clock for the key's status, the limiter and the usage counts.
     let now = state.service.now();
     let (found, now, hints) = match state.service.authenticate_cached(&digest, now, arrived) {
-        Some((found, hints)) => (found, now, hints),
+        Some((found, hints)) => (found, now, Some(hints)),
         // A miss asks storage: boxed, so that the lookup's large state is made only when
         // needed instead of being carried and moved by every request. The lookup may take a
         // while; the limiter must see the time after it, not a time other requests of the
@@ -186,7 +187,7 @@ pub async fn admit_prefetching(
         None => (
             Box::pin(state.service.authenticate_digest(&digest)).await,
             state.service.now(),
-            Hints::default(),
+            None,
         ),
     };
     let principal = match found {
@@ -275,12 +276,14 @@ where
     let outcome = Outcome::of_status(response.status().as_u16());
     state.recorder.record(&principal.usage, now, outcome);
     // After the handler, which may have rendered the key's `whoami` answer.
-    let current = principal.hints();
-    if current != hints {
-        state
-            .service
-            .key_cache()
-            .update_hints(&digest, &principal, current);
+    if let Some(hints) = hints {
+        let current = principal.hints();
+        if current != hints {
+            state
+                .service
+                .key_cache()
+                .update_hints(&digest, &principal, current);
+        }
     }
     response
 }

@@ -250,7 +250,8 @@ impl Service {
 
     /// Authentication of a well-formed key by its SHA-256 from the cache alone, when its entry
     /// is there and fresh: the path of almost every request, with nothing to wait for. `None`
-    /// when storage must be asked ([`Service::authenticate_digest`]).
+    /// when storage must be asked ([`Service::authenticate_digest`]). With the answer come
+    /// the entry's hints, for [`crate::cache::KeyCache::update_hints`].
     /// `now` is the request's time (the caller reads the clock once per request); `arrived`
     /// the monotonic reading the key cache judges its entry's age by (see
     /// [`crate::cache::KeyCache::get_fresh`]).
