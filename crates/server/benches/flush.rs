@@ -22,6 +22,7 @@ use keyward_core::ApiKey;
 use keyward_server::recorder::{Outcome, UsageCell, UsageRecorder};
 use keyward_server::Config;
 use keyward_store::keys::{self, KeyRecord};
+use keyward_store::usage;
 
 mod common;
 
@@ -69,6 +70,9 @@ fn flush(c: &mut Criterion) {
     });
     let recorder = UsageRecorder::default();
     let store = service.store().clone();
+    // Every request counted, to check at the end that the flushes wrote them all: a flush
+    // that failed would keep its counts for the next one and time something else.
+    let mut counted = 0_i64;
     let mut group = c.benchmark_group("usage flush");
     group.sample_size(20);
     group.bench_function(format!("{KEYS} keys, CPU time of the process"), |b| {
@@ -80,6 +84,7 @@ fn flush(c: &mut Criterion) {
                     for cell in &cells {
                         recorder.record(cell, now, Outcome::Success);
                     }
+                    counted += KEYS as i64;
                     let started = process_cpu_time();
                     recorder.flush(&store).await;
                     spent += process_cpu_time() - started;
@@ -89,6 +94,13 @@ fn flush(c: &mut Criterion) {
         })
     });
     group.finish();
+    let written = rt.block_on(async {
+        let mut tx = store.begin().await.expect("begin");
+        usage::org_requests_since(&mut tx, &org.id, 0)
+            .await
+            .expect("usage")
+    });
+    assert_eq!(written, counted, "every counted request was written");
 }
 
 criterion_group!(benches, flush);
