@@ -95,6 +95,7 @@ fn flush(c: &mut Criterion) {
     });
     group.finish();
     let written = rt.block_on(async {
+        keyward_server::recorder::fold(&store).await.expect("fold");
         let mut tx = store.begin().await.expect("begin");
         usage::org_requests_since(&mut tx, &org.id, 0)
             .await

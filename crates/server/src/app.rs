@@ -144,6 +144,11 @@ impl Application {
         let _ = stop_worker.send(true);
         let _ = worker.await;
         recorder.flush(&store).await;
+        // What the last flushes appended goes into the usage tables before the process ends,
+        // so that nothing waits in storage for a fold that only a running server makes.
+        if let Err(e) = crate::recorder::fold(&store).await {
+            tracing::warn!(error = %e, "could not fold the last usage counts; a later fold will");
+        }
         served.map_err(Into::into)
     }
 }

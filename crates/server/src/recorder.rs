@@ -1,6 +1,8 @@
 //! Off-the-hot-path bookkeeping: usage counts and `last_used_at` are gathered in memory and
 //! written in batches (every second by default), so a request never waits for a database
-//! write. A crash loses at most the counts gathered since the last flush.
+//! write. A crash loses at most the counts gathered since the last flush. A flush appends
+//! its counts as one row, folded into the usage tables every [`FOLD_EVERY`] flushes and
+//! before usage is read ([`fold`], `keyward_store::usage::fold`).
 
 use std::collections::HashMap;
 
@@ -379,7 +381,14 @@ impl LastUses {
 pub struct UsageRecorder {
     pending: Arc<Mutex<Pending>>,
     last_uses: Arc<Mutex<LastUses>>,
+    /// Flushes so far, to fold the appended counts every [`FOLD_EVERY`].
+    flushes: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Every how many flushes the counts appended since are folded into the usage tables
+/// ([`usage::fold`]): each key's row of the minute is then written once in ten seconds
+/// instead of every second. Reads of usage fold first, so they never wait for this.
+pub const FOLD_EVERY: u64 = 10;
 
 /// Keys a flush handles between two yields to the runtime (about a tenth of a millisecond).
 const YIELD_EVERY: usize = 256;
@@ -480,15 +489,21 @@ impl UsageRecorder {
         (taken, touches)
     }
 
-    /// Writes everything gathered so far in one transaction; on failure keeps it for the
-    /// next attempt. One transaction, not many small ones spread out: what delays requests on
+    /// Writes everything gathered so far in one transaction: the counts appended as one row
+    /// (folded into the usage tables every [`FOLD_EVERY`] flushes) and the last uses that are
+    /// due; on failure keeps it all for the next attempt. One transaction, not many small ones spread out: what delays requests on
     /// a machine where they share a core with the database's thread is the time the flush
     /// takes, and more transactions only took longer (docs/BENCHMARKS.md).
     pub async fn flush(&self, store: &Store) {
         self.drain_cells().await;
         let (mut taken, touches) = self.take_batch().await;
-        // Last uses deferred by earlier flushes are written even in a second without traffic.
-        if taken.is_empty() && touches.is_empty() {
+        let flushes = self
+            .flushes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let fold = flushes % FOLD_EVERY == FOLD_EVERY - 1;
+        // Last uses deferred by earlier flushes are written even in a second without traffic,
+        // and what earlier flushes appended is folded in time even when none follows.
+        if taken.is_empty() && touches.is_empty() && !fold {
             return;
         }
         let mut rows = self
@@ -510,21 +525,23 @@ impl UsageRecorder {
         let started = std::time::Instant::now();
         let result = async {
             let mut tx = store.begin().await?;
-            usage::add(&mut tx, &rows).await?;
+            usage::append(&mut tx, &rows).await?;
+            let folded = if fold { usage::fold(&mut tx).await? } else { 0 };
             let added = started.elapsed();
             keys::touch_last_used(&mut tx, &touches).await?;
             let touched = started.elapsed();
             keyward_store::commit(tx).await?;
-            Ok::<_, keyward_store::StoreError>((added, touched))
+            Ok::<_, keyward_store::StoreError>((folded, added, touched))
         }
         .await;
         let written = rows.len();
         // Emptied before the lock is taken: a request may be waiting for it.
         rows.clear();
         match result {
-            Ok((added, touched)) => {
+            Ok((folded, added, touched)) => {
                 tracing::debug!(
                     rows = written,
+                    folded,
                     last_used = touches.len(),
                     add_ms = added.as_secs_f64() * 1e3,
                     touch_ms = (touched - added).as_secs_f64() * 1e3,
@@ -602,6 +619,22 @@ impl UsageRecorder {
     }
 }
 
+/// Folds the counts appended by flushes into the usage tables now ([`usage::fold`]), in a
+/// transaction of its own, if any are waiting: what a read of usage does first, so that it
+/// sees every count flushed.
+pub async fn fold(store: &Store) -> Result<(), keyward_store::StoreError> {
+    let waiting = {
+        let mut conn = store.read().await?;
+        usage::has_pending(&mut conn).await?
+    };
+    if waiting {
+        let mut tx = store.begin().await?;
+        usage::fold(&mut tx).await?;
+        keyward_store::commit(tx).await?;
+    }
+    Ok(())
+}
+
 /// How long after a minute ends it is rolled up into the hourly and daily rows: well past
 /// the last flush that can carry its counts (flushes run every second). Counts that arrive
 /// later still (held back by a database outage) are written to all three tables at once.
@@ -621,6 +654,10 @@ pub fn spawn_roller(
             tick.tick().await;
             let until = clock.now() - ROLL_UP_AFTER_MS;
             let result = async {
+                // Counts still appended are folded first, in a transaction of their own: on
+                // PostgreSQL a fold holds the roll-up mark shared, and two nodes each
+                // holding it shared while asking for it alone would deadlock.
+                fold(&store).await?;
                 let mut tx = store.begin().await?;
                 let n = usage::roll_up(&mut tx, until).await?;
                 keyward_store::commit(tx).await?;
@@ -696,6 +733,7 @@ mod tests {
 
     /// The stored requests of each key and minute.
     async fn stored_requests(store: &Store, org: &OrgId, keys: &[KeyId]) -> Vec<i64> {
+        fold(store).await.unwrap();
         let mut conn = store.read().await.unwrap();
         let rows = usage::series(
             &mut conn,
@@ -779,6 +817,47 @@ mod tests {
         assert_eq!(spare.capacity(), 10);
         keep(&mut spare, vec![1; 50]);
         assert!(spare.capacity() >= 50 && spare.is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_tenth_flush_folds_what_the_flushes_before_it_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir, "fold.db").await;
+        let recorder = UsageRecorder::default();
+        let (org, keys, cells) = keys_with_cells(3);
+        let waiting = || async {
+            let mut conn = store.read().await.unwrap();
+            usage::has_pending(&mut conn).await.unwrap()
+        };
+        // Read straight from the usage tables, without the fold a read of usage makes first.
+        let in_tables = || async {
+            let mut conn = store.read().await.unwrap();
+            usage::org_requests_since(&mut conn, &org, 0).await.unwrap()
+        };
+        for flush in 1..=FOLD_EVERY {
+            for cell in &cells {
+                recorder.record(cell, 60_000 + flush as i64 * 1_000, Outcome::Success);
+            }
+            recorder.flush(&store).await;
+            if flush < FOLD_EVERY {
+                assert!(waiting().await, "after flush {flush}: appended, not folded");
+                assert_eq!(in_tables().await, 0);
+            }
+        }
+        assert!(!waiting().await, "the tenth flush folded");
+        assert_eq!(in_tables().await, 3 * FOLD_EVERY as i64);
+        assert_eq!(
+            stored_requests(&store, &org, &keys).await,
+            vec![FOLD_EVERY as i64; 3]
+        );
+        // A flush with nothing new when a fold is due still folds.
+        recorder.record(&cells[0], 80_000, Outcome::Success);
+        for _ in 0..FOLD_EVERY {
+            recorder.flush(&store).await;
+        }
+        assert!(!waiting().await);
+        assert_eq!(in_tables().await, 3 * FOLD_EVERY as i64 + 1);
+        store.close().await;
     }
 
     #[tokio::test]

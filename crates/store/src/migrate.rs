@@ -55,6 +55,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_usage_minute_by_bucket.sql"),
         postgres: include_str!("../migrations/postgres/0007_usage_minute_by_bucket.sql"),
     },
+    Migration {
+        version: 8,
+        name: "usage_pending",
+        sqlite: include_str!("../migrations/sqlite/0008_usage_pending.sql"),
+        postgres: include_str!("../migrations/postgres/0008_usage_pending.sql"),
+    },
 ];
 
 /// Arbitrary constant naming keyward's advisory lock on PostgreSQL.

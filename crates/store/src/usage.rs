@@ -5,11 +5,18 @@
 //! A minute before the mark is counted in all three tables, a later one only in
 //! `usage_minute`, so reads of hours and days add the minutes from the mark on. Writing one
 //! table instead of three on every flush is most of what a flush costs the database.
+//!
+//! A flush does not write those rows itself: it [`append`]s its counts to `usage_pending` as
+//! one row, and [`fold`] adds what is pending into the per-minute rows every few seconds and
+//! before usage is read. A second's flush is then one insert, whatever the keys in use; the
+//! rows of each key and minute are written once per fold instead of once per second.
 
 use keyward_core::{AgentId, CompactKeyId, KeyId, OrgId, UnixMillis};
 use sqlx::Row;
 
 use crate::{Conn, StoreError};
+
+mod pending;
 
 /// Bucket sizes, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +128,79 @@ impl<R: UsageRow> UsageRow for &R {
         (**self).counts()
     }
 }
+
+/// Appends `batch` to the counts waiting for [`fold`], as one row. Committed with the
+/// caller's transaction, it is as durable as a write of the rows themselves.
+pub async fn append<R: UsageRow + Sync>(conn: &mut Conn, batch: &[R]) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO usage_pending (body) VALUES ($1)")
+        .bind(pending::encode(batch))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether counts wait for [`fold`].
+pub async fn has_pending(conn: &mut Conn) -> Result<bool, StoreError> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM usage_pending LIMIT 1) AS pending")
+            .fetch_one(conn)
+            .await?;
+    Ok(n > 0)
+}
+
+/// Takes every pending batch out of `usage_pending` and [`add`]s their counts, summed per key
+/// and minute, in the caller's transaction; returns how many rows it added. Taking them is
+/// a `DELETE … RETURNING`: on PostgreSQL a fold on another node waits for this one's rows
+/// and then no longer finds them, so no batch is counted twice. A batch that cannot be read
+/// (written by another version) is logged and dropped rather than kept to fail every fold.
+pub async fn fold(conn: &mut Conn) -> Result<usize, StoreError> {
+    let bodies: Vec<Vec<u8>> = sqlx::query_scalar("DELETE FROM usage_pending RETURNING body")
+        .fetch_all(&mut *conn)
+        .await?;
+    if bodies.is_empty() {
+        return Ok(0);
+    }
+    // Summed per key and minute before anything is written: ten flushes of the same keys
+    // become one row each. Keyed by the borrowed id, the owned ones made for the sums alone.
+    let mut merged: Merging<'_> = Merging::default();
+    for body in &bodies {
+        let Some(rows) = pending::decode(body) else {
+            tracing::error!(
+                bytes = body.len(),
+                "a pending usage batch could not be read; its counts are dropped"
+            );
+            continue;
+        };
+        for row in rows {
+            merged
+                .entry((row.key, row.minute))
+                .and_modify(|(_, _, counts)| counts.add(&row.counts))
+                .or_insert((row.org, row.agent, row.counts));
+        }
+    }
+    let rows: Vec<Increment> = merged
+        .into_iter()
+        .map(|((key, minute), (org, agent, counts))| Increment {
+            org: OrgId::from_stored(org.to_owned()),
+            agent: AgentId::from_stored(agent.to_owned()),
+            key: KeyId::from_stored(key.to_owned()),
+            minute,
+            counts,
+        })
+        .collect();
+    add(conn, &rows).await?;
+    Ok(rows.len())
+}
+
+/// A fold's sums: key and minute to the key's organization and agent and the counts.
+type Merging<'a> = std::collections::HashMap<
+    (&'a str, UnixMillis),
+    (&'a str, &'a str, Counts),
+    foldhash::fast::RandomState,
+>;
 
 /// Where the hourly and daily rows end: minutes before this are counted in them.
 pub async fn rolled_until(conn: &mut Conn) -> Result<UnixMillis, StoreError> {

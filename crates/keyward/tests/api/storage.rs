@@ -616,3 +616,106 @@ async fn usage_rolls_up_into_hours_and_days_exactly_once() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn appended_usage_is_folded_once_summed_per_key_and_minute() {
+    use keyward_store::usage::{self, Counts, Granularity, Increment, Subject};
+    on_every_backend(
+        "appended_usage_is_folded_once_summed_per_key_and_minute",
+        |service, _| async move {
+            let t = tenant(&service, "Folded", "pro", ALL).await;
+            let other = keyward_core::KeyId::generate();
+            let day = Granularity::Day.millis();
+            let base = 20 * day;
+            let inc = |key: &keyward_core::KeyId, minute: i64, requests: i64| Increment {
+                org: t.org.clone(),
+                agent: t.agent.clone(),
+                key: key.clone(),
+                minute,
+                counts: Counts {
+                    requests,
+                    success: requests - 1,
+                    client_errors: 1,
+                    ..Counts::default()
+                },
+            };
+            let store = service.store().clone();
+            let pending = || {
+                let store = store.clone();
+                async move {
+                    let mut conn = store.read().await.unwrap();
+                    usage::has_pending(&mut conn).await.unwrap()
+                }
+            };
+            let minutes = || {
+                let store = store.clone();
+                let keys = [t.key_id.clone(), other.clone()];
+                let org = t.org.clone();
+                async move {
+                    let mut conn = store.read().await.unwrap();
+                    usage::series(
+                        &mut conn,
+                        &org,
+                        Subject::Keys(&keys),
+                        Granularity::Minute,
+                        0,
+                        40 * day,
+                    )
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(key, bucket, c)| (key, bucket, c.requests, c.success, c.client_errors))
+                    .collect::<Vec<_>>()
+                }
+            };
+
+            // Two flushes' batches: one key in the same minute twice, another key once.
+            assert!(!pending().await);
+            for batch in [
+                vec![inc(&t.key_id, base, 3), inc(&other, base, 5)],
+                vec![inc(&t.key_id, base, 4), inc(&t.key_id, base + 60_000, 1)],
+            ] {
+                let mut tx = store.begin().await.unwrap();
+                usage::append(&mut tx, &batch).await.unwrap();
+                keyward_store::commit(tx).await.unwrap();
+            }
+            assert!(pending().await);
+            assert!(
+                minutes().await.is_empty(),
+                "nothing is in the usage tables before a fold"
+            );
+
+            // Two folds at once (two nodes): the batches are counted once between them.
+            let fold = || {
+                let store = store.clone();
+                async move {
+                    let mut tx = store.begin().await.unwrap();
+                    let n = usage::fold(&mut tx).await.unwrap();
+                    keyward_store::commit(tx).await.unwrap();
+                    n
+                }
+            };
+            let (a, b) = tokio::join!(fold(), fold());
+            assert_eq!(
+                a + b,
+                3,
+                "three rows: a key and minute twice counted as one row"
+            );
+            assert!(!pending().await);
+            let mut expected = vec![
+                (t.key_id.clone(), base, 7, 5, 2),
+                (t.key_id.clone(), base + 60_000, 1, 0, 1),
+                (other.clone(), base, 5, 4, 1),
+            ];
+            expected.sort();
+            let mut found = minutes().await;
+            found.sort();
+            assert_eq!(found, expected);
+            assert_eq!(fold().await, 0, "a fold with nothing pending adds nothing");
+            let mut found = minutes().await;
+            found.sort();
+            assert_eq!(found, expected);
+        },
+    )
+    .await;
+}

@@ -111,6 +111,8 @@ impl Service {
             super::Actor::Key { id, .. } if caller.team.is_some() => Some(id.clone()),
             _ => None,
         };
+        // Counts flushed but not yet folded into the usage tables are folded first.
+        crate::recorder::fold(self.store()).await?;
         let mut conn = self.store().read().await?;
         // Which keys the series covers, each checked to be visible to the caller.
         let key_ids: Vec<KeyId> = match (&q.key, &q.agent) {
@@ -189,6 +191,8 @@ impl Service {
     pub async fn account(&self, caller: &Caller) -> Result<Account, ServiceError> {
         caller.require("account:read")?;
         let now = self.now();
+        // Counts flushed but not yet folded into the usage tables are folded first.
+        crate::recorder::fold(self.store()).await?;
         let mut conn = self.store().read().await?;
         let org = orgs::get(&mut conn, &caller.org)
             .await?
