@@ -5,12 +5,13 @@
 //! served in that second.
 //!
 //! Each iteration counts one request for every key in its usage cell (not timed), then
-//! flushes: one transaction that adds a row per key to `usage_minute` (a new row on a
-//! minute's first flush, an update after that, as in a running server) and moves some
-//! keys' `last_used_at`. What is measured is the **CPU time of the whole process** during
-//! the flush, the database's own thread included, not the wall-clock time: the commit
-//! waits for the disk, which costs the server no work. Run with
-//! `cargo bench -p keyward-server --bench flush`.
+//! flushes: one transaction that appends the second's counts as one row and moves some
+//! keys' `last_used_at`, and every tenth flush a fold of what was appended into
+//! `usage_minute` (a row per key and minute: new on a minute's first fold, updated after
+//! that), as in a running server; the figure is their average. What is measured is the
+//! **CPU time of the whole process** during the flush, the database's own thread included,
+//! not the wall-clock time: the commit waits for the disk, which costs the server no work.
+//! Run with `cargo bench -p keyward-server --bench flush`.
 
 #![allow(clippy::expect_used)]
 

@@ -386,8 +386,9 @@ pub struct UsageRecorder {
 }
 
 /// Every how many flushes the counts appended since are folded into the usage tables
-/// ([`usage::fold`]): each key's row of the minute is then written once in ten seconds
-/// instead of every second. Reads of usage fold first, so they never wait for this.
+/// ([`usage::fold`]): each key's row of the minute is then written at most once in ten
+/// seconds instead of every second (a read of usage folds first, so it can make that
+/// sooner, and never sees less than was flushed).
 pub const FOLD_EVERY: u64 = 10;
 
 /// Keys a flush handles between two yields to the runtime (about a tenth of a millisecond).
@@ -489,11 +490,12 @@ impl UsageRecorder {
         (taken, touches)
     }
 
-    /// Writes everything gathered so far in one transaction: the counts appended as one row
-    /// (folded into the usage tables every [`FOLD_EVERY`] flushes) and the last uses that are
-    /// due; on failure keeps it all for the next attempt. One transaction, not many small ones spread out: what delays requests on
-    /// a machine where they share a core with the database's thread is the time the flush
-    /// takes, and more transactions only took longer (docs/BENCHMARKS.md).
+    /// Writes everything gathered so far in one transaction, the counts appended as one row
+    /// and the last uses that are due, and keeps it all for the next attempt on failure;
+    /// every [`FOLD_EVERY`] flushes, then folds what is appended into the usage tables. One
+    /// transaction, not many small ones spread out: what delays requests on a machine where
+    /// they share a core with the database's thread is the time the flush takes, and more
+    /// transactions only took longer (docs/BENCHMARKS.md).
     pub async fn flush(&self, store: &Store) {
         self.drain_cells().await;
         let (mut taken, touches) = self.take_batch().await;
@@ -522,26 +524,25 @@ impl UsageRecorder {
                 tokio::task::yield_now().await;
             }
         }
+        let batch = usage::PendingBatch::of(&rows);
         let started = std::time::Instant::now();
         let result = async {
             let mut tx = store.begin().await?;
-            usage::append(&mut tx, &rows).await?;
-            let folded = if fold { usage::fold(&mut tx).await? } else { 0 };
+            usage::append(&mut tx, &batch).await?;
             let added = started.elapsed();
             keys::touch_last_used(&mut tx, &touches).await?;
             let touched = started.elapsed();
             keyward_store::commit(tx).await?;
-            Ok::<_, keyward_store::StoreError>((folded, added, touched))
+            Ok::<_, keyward_store::StoreError>((added, touched))
         }
         .await;
         let written = rows.len();
         // Emptied before the lock is taken: a request may be waiting for it.
         rows.clear();
         match result {
-            Ok((folded, added, touched)) => {
+            Ok((added, touched)) => {
                 tracing::debug!(
                     rows = written,
-                    folded,
                     last_used = touches.len(),
                     add_ms = added.as_secs_f64() * 1e3,
                     touch_ms = (touched - added).as_secs_f64() * 1e3,
@@ -563,6 +564,12 @@ impl UsageRecorder {
                     last_uses.put_back(touches);
                 }
                 self.restore(taken);
+            }
+        }
+        // In a transaction of its own, so that a fold that fails leaves this flush written.
+        if fold {
+            if let Err(e) = self::fold(store).await {
+                tracing::warn!(error = %e, "could not fold usage counts; will retry");
             }
         }
     }
@@ -656,8 +663,11 @@ pub fn spawn_roller(
             let result = async {
                 // Counts still appended are folded first, in a transaction of their own: on
                 // PostgreSQL a fold holds the roll-up mark shared, and two nodes each
-                // holding it shared while asking for it alone would deadlock.
-                fold(&store).await?;
+                // holding it shared while asking for it alone would deadlock. A failed fold
+                // does not hold the roll-up back: counts folded later count as late ones.
+                if let Err(e) = fold(&store).await {
+                    tracing::warn!(error = %e, "could not fold usage counts before rolling up");
+                }
                 let mut tx = store.begin().await?;
                 let n = usage::roll_up(&mut tx, until).await?;
                 keyward_store::commit(tx).await?;

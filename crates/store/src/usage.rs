@@ -1,7 +1,7 @@
 //! Usage counters per key, at minute, hour and day granularity.
 //!
-//! Flushes write per-minute rows only; [`roll_up`] adds closed minutes into the hourly and
-//! daily rows once a minute and moves the `rolled_until` mark past them, in one transaction.
+//! Only per-minute rows are written as counts come in; [`roll_up`] adds closed minutes into
+//! the hourly and daily rows once a minute and moves the `rolled_until` mark past them, in one transaction.
 //! A minute before the mark is counted in all three tables, a later one only in
 //! `usage_minute`, so reads of hours and days add the minutes from the mark on. Writing one
 //! table instead of three on every flush is most of what a flush costs the database.
@@ -129,37 +129,54 @@ impl<R: UsageRow> UsageRow for &R {
     }
 }
 
+/// A flush's counts in the form [`append`] stores, made before the transaction that stores
+/// them (on SQLite the write lock is held from its first write to its commit).
+pub struct PendingBatch(Vec<u8>);
+
+impl PendingBatch {
+    pub fn of<R: UsageRow>(batch: &[R]) -> Self {
+        Self(pending::encode(batch))
+    }
+}
+
 /// Appends `batch` to the counts waiting for [`fold`], as one row. Committed with the
 /// caller's transaction, it is as durable as a write of the rows themselves.
-pub async fn append<R: UsageRow + Sync>(conn: &mut Conn, batch: &[R]) -> Result<(), StoreError> {
-    if batch.is_empty() {
+pub async fn append(conn: &mut Conn, batch: &PendingBatch) -> Result<(), StoreError> {
+    if pending::is_empty(&batch.0) {
         return Ok(());
     }
-    sqlx::query("INSERT INTO usage_pending (body) VALUES ($1)")
-        .bind(pending::encode(batch))
+    sqlx::query("INSERT INTO usage_pending (format, body) VALUES ($1, $2)")
+        .bind(i64::from(pending::VERSION))
+        .bind(&batch.0[..])
         .execute(conn)
         .await?;
     Ok(())
 }
 
-/// Whether counts wait for [`fold`].
+/// Whether counts this version can fold wait for [`fold`].
 pub async fn has_pending(conn: &mut Conn) -> Result<bool, StoreError> {
-    let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM usage_pending LIMIT 1) AS pending")
-            .fetch_one(conn)
-            .await?;
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM usage_pending WHERE format = $1 LIMIT 1) AS pending",
+    )
+    .bind(i64::from(pending::VERSION))
+    .fetch_one(conn)
+    .await?;
     Ok(n > 0)
 }
 
-/// Takes every pending batch out of `usage_pending` and [`add`]s their counts, summed per key
-/// and minute, in the caller's transaction; returns how many rows it added. Taking them is
-/// a `DELETE … RETURNING`: on PostgreSQL a fold on another node waits for this one's rows
-/// and then no longer finds them, so no batch is counted twice. A batch that cannot be read
-/// (written by another version) is logged and dropped rather than kept to fail every fold.
+/// Takes the pending batches out of `usage_pending` and [`add`]s their counts, summed per
+/// key and minute, in the caller's transaction; returns how many rows it added. Taking them
+/// is a `DELETE … RETURNING`: on PostgreSQL a fold on another node waits for this one's rows
+/// and then no longer finds them, so no batch is counted twice. Only batches in this
+/// version's format are taken; a newer version's stay for a node that can read them. One of
+/// this format that does not read back (a damaged row) is logged and dropped, not kept to
+/// fail every fold after it.
 pub async fn fold(conn: &mut Conn) -> Result<usize, StoreError> {
-    let bodies: Vec<Vec<u8>> = sqlx::query_scalar("DELETE FROM usage_pending RETURNING body")
-        .fetch_all(&mut *conn)
-        .await?;
+    let bodies: Vec<Vec<u8>> =
+        sqlx::query_scalar("DELETE FROM usage_pending WHERE format = $1 RETURNING body")
+            .bind(i64::from(pending::VERSION))
+            .fetch_all(&mut *conn)
+            .await?;
     if bodies.is_empty() {
         return Ok(0);
     }
@@ -174,26 +191,37 @@ pub async fn fold(conn: &mut Conn) -> Result<usize, StoreError> {
             );
             continue;
         };
-        for row in rows {
+        for (i, row) in rows.into_iter().enumerate() {
             merged
                 .entry((row.key, row.minute))
                 .and_modify(|(_, _, counts)| counts.add(&row.counts))
                 .or_insert((row.org, row.agent, row.counts));
+            // Ten seconds of a busy server's flushes are some hundred thousand rows, summed
+            // on the thread that also answers requests: it gives way now and then.
+            if i % FOLD_YIELD_EVERY == FOLD_YIELD_EVERY - 1 {
+                tokio::task::yield_now().await;
+            }
         }
     }
-    let rows: Vec<Increment> = merged
-        .into_iter()
-        .map(|((key, minute), (org, agent, counts))| Increment {
+    let mut rows: Vec<Increment> = Vec::with_capacity(merged.len());
+    for (i, ((key, minute), (org, agent, counts))) in merged.into_iter().enumerate() {
+        rows.push(Increment {
             org: OrgId::from_stored(org.to_owned()),
             agent: AgentId::from_stored(agent.to_owned()),
             key: KeyId::from_stored(key.to_owned()),
             minute,
             counts,
-        })
-        .collect();
+        });
+        if i % FOLD_YIELD_EVERY == FOLD_YIELD_EVERY - 1 {
+            tokio::task::yield_now().await;
+        }
+    }
     add(conn, &rows).await?;
     Ok(rows.len())
 }
+
+/// Rows a fold sums between two yields to the runtime (a few tenths of a millisecond).
+const FOLD_YIELD_EVERY: usize = 2_048;
 
 /// A fold's sums: key and minute to the key's organization and agent and the counts.
 type Merging<'a> = std::collections::HashMap<

@@ -676,7 +676,9 @@ async fn appended_usage_is_folded_once_summed_per_key_and_minute() {
                 vec![inc(&t.key_id, base, 4), inc(&t.key_id, base + 60_000, 1)],
             ] {
                 let mut tx = store.begin().await.unwrap();
-                usage::append(&mut tx, &batch).await.unwrap();
+                usage::append(&mut tx, &usage::PendingBatch::of(&batch))
+                    .await
+                    .unwrap();
                 keyward_store::commit(tx).await.unwrap();
             }
             assert!(pending().await);
@@ -715,6 +717,26 @@ async fn appended_usage_is_folded_once_summed_per_key_and_minute() {
             let mut found = minutes().await;
             found.sort();
             assert_eq!(found, expected);
+
+            // A batch in a format this version does not write (a newer node's, in a rolling
+            // upgrade) is neither taken nor counted as pending: it stays for a node that can
+            // read it.
+            let mut tx = store.begin().await.unwrap();
+            sqlx::query("INSERT INTO usage_pending (format, body) VALUES (99, $1)")
+                .bind(&b"\x63 anything"[..])
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            keyward_store::commit(tx).await.unwrap();
+            assert!(!pending().await);
+            assert_eq!(fold().await, 0);
+            let mut conn = store.read().await.unwrap();
+            let kept: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM usage_pending WHERE format = 99")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+            assert_eq!(kept, 1);
         },
     )
     .await;

@@ -111,8 +111,6 @@ impl Service {
             super::Actor::Key { id, .. } if caller.team.is_some() => Some(id.clone()),
             _ => None,
         };
-        // Counts flushed but not yet folded into the usage tables are folded first.
-        crate::recorder::fold(self.store()).await?;
         let mut conn = self.store().read().await?;
         // Which keys the series covers, each checked to be visible to the caller.
         let key_ids: Vec<KeyId> = match (&q.key, &q.agent) {
@@ -147,6 +145,7 @@ impl Service {
                     .collect()
             }
         };
+        fold_before_reading(self.store()).await;
         let rows = if q.agent.is_some() && own_key.is_none() && caller.team.is_none() {
             usage::series(
                 &mut conn,
@@ -191,8 +190,6 @@ impl Service {
     pub async fn account(&self, caller: &Caller) -> Result<Account, ServiceError> {
         caller.require("account:read")?;
         let now = self.now();
-        // Counts flushed but not yet folded into the usage tables are folded first.
-        crate::recorder::fold(self.store()).await?;
         let mut conn = self.store().read().await?;
         let org = orgs::get(&mut conn, &caller.org)
             .await?
@@ -202,6 +199,7 @@ impl Service {
         })?;
         let start = month_start(now);
         // A team-scoped key sees its team's figures only, never the organization's.
+        fold_before_reading(self.store()).await;
         let (requests_this_month, counted_keys) = match &caller.team {
             None => (
                 usage::org_requests_since(&mut conn, &caller.org, start).await?,
@@ -219,6 +217,16 @@ impl Service {
             month_start: start,
             counted_keys,
         })
+    }
+}
+
+/// Folds the counts flushed but not yet in the usage tables, so that a read sees them all.
+/// A fold that fails (the database busy with another writer for too long) does not fail
+/// the read: it answers from the tables, at most [`crate::recorder::FOLD_EVERY`] seconds
+/// behind, and the next fold catches up.
+async fn fold_before_reading(store: &keyward_store::Store) {
+    if let Err(e) = crate::recorder::fold(store).await {
+        tracing::warn!(error = %e, "could not fold usage counts before a read; answering from the tables");
     }
 }
 

@@ -4,7 +4,8 @@
 //! - its key's organization and agent: the index of the pair among those seen so far in the
 //!   batch, and for a new pair (index = pairs seen) the two ids after it;
 //! - the key's id;
-//! - the minute, as the difference from the row before (0 for a batch of one minute);
+//! - the minute, as the difference from the row before (the first row's from 0; 0 for
+//!   every other row of the same minute);
 //! - the five counts.
 //!
 //! Numbers are LEB128 varints (the difference zigzag-encoded), ids a varint length and their
@@ -12,26 +13,25 @@
 
 use super::{Counts, UsageRow};
 
-const VERSION: u8 = 1;
+/// The format [`encode`] writes, stored beside each batch (`usage_pending.format`).
+pub(super) const VERSION: u8 = 1;
 
 /// `batch` in the stored form.
 pub(super) fn encode<R: UsageRow>(batch: &[R]) -> Vec<u8> {
     // A row of ids of today's length and small counts takes about 36 bytes.
     let mut out = Vec::with_capacity(1 + batch.len() * 40);
     out.push(VERSION);
-    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    let mut pairs: std::collections::HashMap<(&str, &str), u64, foldhash::fast::RandomState> =
+        Default::default();
     let mut minute = 0i64;
     for row in batch {
         let pair = (row.org().as_str(), row.agent().as_str());
-        // Keys of one agent come in a few runs: the last pairs seen are tried first.
-        match pairs.iter().rposition(|seen| *seen == pair) {
-            Some(index) => put(&mut out, index as u64),
-            None => {
-                put(&mut out, pairs.len() as u64);
-                put_text(&mut out, pair.0);
-                put_text(&mut out, pair.1);
-                pairs.push(pair);
-            }
+        let seen = pairs.len() as u64;
+        let index = *pairs.entry(pair).or_insert(seen);
+        put(&mut out, index);
+        if index == seen {
+            put_text(&mut out, pair.0);
+            put_text(&mut out, pair.1);
         }
         put_text(&mut out, row.key().as_str());
         let step = row.minute().wrapping_sub(minute);
@@ -106,6 +106,11 @@ pub(super) fn decode(body: &[u8]) -> Option<Vec<Row<'_>>> {
         });
     }
     Some(rows)
+}
+
+/// Whether an encoded batch holds no row.
+pub(super) fn is_empty(body: &[u8]) -> bool {
+    body.len() <= 1
 }
 
 fn put(out: &mut Vec<u8>, mut n: u64) {
