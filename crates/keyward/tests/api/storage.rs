@@ -737,6 +737,37 @@ async fn appended_usage_is_folded_once_summed_per_key_and_minute() {
                     .await
                     .unwrap();
             assert_eq!(kept, 1);
+            drop(conn);
+
+            // A batch of a minute already rolled up (held back by an outage) is folded into
+            // the hourly row too, once.
+            let hour = Granularity::Hour.millis();
+            let mut tx = store.begin().await.unwrap();
+            usage::roll_up(&mut tx, base + hour).await.unwrap();
+            usage::append(
+                &mut tx,
+                &usage::PendingBatch::of(&[inc(&t.key_id, base, 10)]),
+            )
+            .await
+            .unwrap();
+            keyward_store::commit(tx).await.unwrap();
+            assert_eq!(fold().await, 1);
+            let mut conn = store.read().await.unwrap();
+            let keys = [t.key_id.clone()];
+            let hours = usage::series(
+                &mut conn,
+                &t.org,
+                Subject::Keys(&keys),
+                Granularity::Hour,
+                0,
+                40 * day,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, bucket, c)| (bucket, c.requests))
+            .collect::<Vec<_>>();
+            assert_eq!(hours, vec![(base, 7 + 1 + 10)]);
         },
     )
     .await;
