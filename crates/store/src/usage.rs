@@ -243,7 +243,7 @@ pub async fn rolled_until(conn: &mut Conn) -> Result<UnixMillis, StoreError> {
 /// correct. Minutes not rolled up yet go to `usage_minute` alone; a minute already rolled up
 /// (counts held back by a database outage) goes to the hourly and daily rows too. Rows are
 /// sent in a few statements: on PostgreSQL as JSON arrays, summed per bucket and sorted first
-/// (so concurrent flushes from several nodes take row locks in one order and cannot
+/// (so concurrent folds on several nodes take row locks in one order and cannot
 /// deadlock); on SQLite as multi-row `VALUES`, as they come (SQLite has one writer at a time).
 pub async fn add<R: UsageRow + Sync>(conn: &mut Conn, batch: &[R]) -> Result<(), StoreError> {
     let postgres = conn.backend_name() == "PostgreSQL";
@@ -265,7 +265,7 @@ pub async fn add<R: UsageRow + Sync>(conn: &mut Conn, batch: &[R]) -> Result<(),
 }
 
 /// A batch for PostgreSQL, merged per key and bucket, in the order rows are written: the same
-/// on every node, so that two nodes flushing the same keys lock their rows in the same order.
+/// on every node, so that two nodes folding the same keys lock their rows in the same order.
 /// Keyed by the compact id, compared where it sits in the map's nodes: an id's text is
 /// elsewhere on the heap, a pointer to follow at each of a row's dozen comparisons.
 type Merged<'a> = std::collections::BTreeMap<(CompactKeyId, UnixMillis), MergedRow<'a>>;
