@@ -386,7 +386,7 @@ pub struct UsageRecorder {
 }
 
 /// Every how many flushes the counts appended since are folded into the usage tables
-/// ([`usage::fold`]): each key's row of the minute is then written at most once in ten
+/// ([`usage::fold`]): each node then writes a key's row of the minute at most once in ten
 /// seconds instead of every second (a read of usage folds first, so it can make that
 /// sooner, and never sees less than was flushed).
 pub const FOLD_EVERY: u64 = 10;

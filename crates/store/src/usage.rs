@@ -1,10 +1,10 @@
 //! Usage counters per key, at minute, hour and day granularity.
 //!
-//! Only per-minute rows are written as counts come in; [`roll_up`] adds closed minutes into
-//! the hourly and daily rows once a minute and moves the `rolled_until` mark past them, in one transaction.
+//! Counts go to the per-minute rows only; [`roll_up`] adds closed minutes into the hourly and
+//! daily rows once a minute and moves the `rolled_until` mark past them, in one transaction.
 //! A minute before the mark is counted in all three tables, a later one only in
 //! `usage_minute`, so reads of hours and days add the minutes from the mark on. Writing one
-//! table instead of three on every flush is most of what a flush costs the database.
+//! table instead of three as counts come in is most of what that costs the database.
 //!
 //! A flush does not write those rows itself: it [`append`]s its counts to `usage_pending` as
 //! one row, and [`fold`] adds what is pending into the per-minute rows every few seconds and
