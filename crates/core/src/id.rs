@@ -136,6 +136,17 @@ impl From<&KeyId> for CompactKeyId {
     }
 }
 
+impl CompactKeyId {
+    /// The id's text, when it is held as it is (every generated id is); `None` for a long id
+    /// held as its digest. Read from the value itself, not from the string it was made of.
+    pub fn as_text(&self) -> Option<&str> {
+        let len = usize::from(self.0[0]);
+        self.0
+            .get(1..=len)
+            .and_then(|text| std::str::from_utf8(text).ok())
+    }
+}
+
 impl fmt::Debug for CompactKeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0[0] {
@@ -156,9 +167,11 @@ mod tests {
         assert_eq!(CompactKeyId::from(&a), CompactKeyId::from(&a.clone()));
         assert_ne!(CompactKeyId::from(&a), CompactKeyId::from(&b));
         assert_eq!(format!("{:?}", CompactKeyId::from(&a)), a.as_str());
+        assert_eq!(CompactKeyId::from(&a).as_text(), Some(a.as_str()));
         let long = KeyId::from_stored(format!("key_{}", "x".repeat(60)));
         let longer = KeyId::from_stored(format!("key_{}", "x".repeat(61)));
         assert_ne!(CompactKeyId::from(&long), CompactKeyId::from(&longer));
+        assert_eq!(CompactKeyId::from(&long).as_text(), None);
         // A short id can never equal a long one: their first bytes differ.
         let short = KeyId::from_stored("key_x".to_string());
         assert_ne!(CompactKeyId::from(&short), CompactKeyId::from(&long));

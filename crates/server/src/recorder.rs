@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keyward_core::{AgentId, CompactKeyId, KeyId, OrgId, UnixMillis};
-use keyward_store::usage::{self, Counts, Granularity, UsageRow};
+use keyward_store::usage::{self, Counts, Granularity};
 use keyward_store::{keys, Store};
 
 /// What a request's answer was, for the counters.
@@ -38,21 +38,10 @@ impl Outcome {
     }
 }
 
-/// What one key did since the last flush.
-struct PerKey {
-    /// Where the key's ids are held (a cell of the key, shared rather than copied).
-    ids: Arc<UsageCell>,
-    minutes: Minutes,
-    last_used: UnixMillis,
-}
-
 /// A key's counts per minute between two flushes: almost always one minute, held inline
 /// (a list of its own per key was thousands of small allocations a flush, freed together
 /// at its end); two across a minute's end.
 type Minutes = SmallVec<[(UnixMillis, Counts); 1]>;
-
-/// What each key did since the last flush.
-type PerKeys = HashMap<CompactKeyId, PerKey, RandomState>;
 
 /// One key's counts since the last flush, held by the cached key itself
 /// ([`crate::service::Principal::usage`]). Counting a request then touches memory the
@@ -66,10 +55,24 @@ type PerKeys = HashMap<CompactKeyId, PerKey, RandomState>;
 #[repr(C, align(64))]
 pub struct UsageCell {
     counting: Mutex<Counting>,
-    org: OrgId,
-    agent: AgentId,
+    /// The key's id held inline, on the line after the counts: a flush writes it and keys
+    /// its bookkeeping by it without reading the id's string elsewhere on the heap.
+    compact: CompactKeyId,
+    owner: Arc<Owner>,
     key: KeyId,
 }
+
+/// The organization and agent of a cell's key, shared by the cells of keys of one agent
+/// loaded one after another: a flush writes an owner's ids once and tells the rows of its
+/// keys by where it is ([`usage::BatchWriter`]), instead of reading two ids per key.
+#[derive(PartialEq, Eq)]
+struct Owner {
+    org: OrgId,
+    agent: AgentId,
+}
+
+/// [`Counting::written`] when this cell does not know what was written.
+const NOT_WRITTEN: UnixMillis = UnixMillis::MIN;
 
 /// `repr(C)`: what every count changes first, the rest after.
 #[repr(C)]
@@ -78,6 +81,9 @@ struct Counting {
     /// The minute `current` counts; `None` until the first count after a flush.
     minute: Option<UnixMillis>,
     last_used: UnixMillis,
+    /// The `last_used_at` a flush last wrote for the key through this cell, or
+    /// [`NOT_WRITTEN`]: then [`LastUses::written`] is asked.
+    written: UnixMillis,
     /// The counts of the latest minute seen (almost every request adds here), in 32 bits:
     /// one key cannot make four billion requests between two flushes a second apart.
     current: Tally,
@@ -141,36 +147,62 @@ impl Counting {
 impl UsageCell {
     pub fn new(org: OrgId, agent: AgentId, key: KeyId) -> Self {
         Self {
-            counting: Mutex::new(Counting::default()),
-            org,
-            agent,
+            counting: Mutex::new(Counting {
+                written: NOT_WRITTEN,
+                ..Counting::default()
+            }),
+            compact: CompactKeyId::from(&key),
+            owner: Owner::shared(Owner { org, agent }),
             key,
         }
     }
 
-    /// Moves the counts into `into`, leaving the cell empty and no longer queued.
-    fn drain_into(self: &Arc<Self>, into: &mut PerKeys) {
-        let (minutes, last_used) = {
-            let Ok(mut c) = self.counting.lock() else {
-                return;
-            };
-            c.queued = false;
-            (c.take_minutes(), c.last_used)
+    /// Takes the counts of every minute, leaving the cell empty and no longer queued, with
+    /// the key's last use and the one written ([`Counting::written`]).
+    fn take(&self) -> (Minutes, UnixMillis, UnixMillis) {
+        let Ok(mut c) = self.counting.lock() else {
+            return (Minutes::new(), 0, NOT_WRITTEN);
         };
-        if minutes.is_empty() {
-            return;
+        c.queued = false;
+        (c.take_minutes(), c.last_used, c.written)
+    }
+
+    /// Notes that the key's `last_used_at` is being written as `at`, or (`None`) that it
+    /// may not have been after all.
+    fn set_written(&self, at: Option<UnixMillis>) {
+        if let Ok(mut c) = self.counting.lock() {
+            c.written = at.map_or(NOT_WRITTEN, |at| c.written.max(at));
         }
-        let k = into
-            .entry(CompactKeyId::from(&self.key))
-            .or_insert_with(|| PerKey {
-                ids: self.clone(),
-                minutes: Minutes::new(),
-                last_used,
-            });
-        k.last_used = k.last_used.max(last_used);
-        for (minute, counts) in minutes {
-            add_minute(&mut k.minutes, minute, &counts);
+    }
+
+    /// The text the key's id is written as.
+    fn key_text(&self) -> &str {
+        self.compact.as_text().unwrap_or(self.key.as_str())
+    }
+}
+
+impl Owner {
+    /// `owner`, or the equal one made last on this thread (keys of one agent are usually
+    /// loaded together: at start-up, after an invalidation).
+    fn shared(owner: Owner) -> Arc<Owner> {
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<Arc<Owner>>> =
+                const { std::cell::RefCell::new(None) };
         }
+        let equal = LAST.try_with(|last| {
+            let last = last.try_borrow().ok()?;
+            last.as_ref().filter(|made| ***made == owner).cloned()
+        });
+        if let Ok(Some(made)) = equal {
+            return made;
+        }
+        let made = Arc::new(owner);
+        let _ = LAST.try_with(|last| {
+            if let Ok(mut last) = last.try_borrow_mut() {
+                *last = Some(made.clone());
+            }
+        });
+        made
     }
 }
 
@@ -191,15 +223,15 @@ where
     }
 }
 
-/// What the next flush writes: the cells counted since the last one and counts already taken
-/// from cells (or put back by a failed flush). Maps are keyed by the key id held inline
-/// ([`CompactKeyId`]). The bookkeeping of `last_used_at` writes is in [`LastUses`].
+/// What the next flush writes: the cells counted since the last one and the batches earlier
+/// flushes could not write. The bookkeeping of `last_used_at` writes is in [`LastUses`].
 #[derive(Default)]
 struct Pending {
     /// Cells counted since the last flush.
     queued: Vec<Arc<UsageCell>>,
-    /// Counts taken from the cells but not written yet (a failed flush puts its batch here).
-    keys: PerKeys,
+    /// Counts taken from the cells but not written yet: a failed flush puts its batch here,
+    /// summed with those before it.
+    unwritten: Vec<usage::PendingBatch>,
     /// Emptied buffers of the last flush, for the next one.
     spare: Spare,
 }
@@ -210,7 +242,9 @@ struct Pending {
 struct LastUses {
     /// The `last_used_at` last written per key. A key's time is written again only once it
     /// moved on by [`LAST_USED_STEP_MS`]: "last used" stays within a minute of true at a
-    /// fraction of the writes when many keys are busy.
+    /// fraction of the writes when many keys are busy. Each cell holds its key's too
+    /// ([`Counting::written`]), which a flush reads on the line it reads anyway; this map is
+    /// asked only by a cell that knows none (a key loaded anew).
     written: HashMap<CompactKeyId, UnixMillis, RandomState>,
     /// Last uses that are due but wait for a later flush (at most [`MAX_TOUCHES_PER_FLUSH`]
     /// are written per flush), with the order in which they became due.
@@ -226,45 +260,22 @@ struct LastUses {
 #[derive(Default)]
 struct Spare {
     cells: Vec<Arc<UsageCell>>,
-    keys: PerKeys,
-    rows: Vec<CellMinute>,
-}
-
-/// One row a flush writes: a key's counts in one minute, with the key's ids read from its
-/// cell where they are held already.
-struct CellMinute {
-    cell: Arc<UsageCell>,
-    minute: UnixMillis,
-    counts: Counts,
-}
-
-impl UsageRow for CellMinute {
-    fn org(&self) -> &OrgId {
-        &self.cell.org
-    }
-    fn agent(&self) -> &AgentId {
-        &self.cell.agent
-    }
-    fn key(&self) -> &KeyId {
-        &self.cell.key
-    }
-    fn minute(&self) -> UnixMillis {
-        self.minute
-    }
-    fn counts(&self) -> &Counts {
-        &self.counts
-    }
+    batch: Vec<u8>,
 }
 
 /// The most entries an emptied buffer may hold room for and still be kept: a burst of many
 /// more keys than usual leaves no lasting memory behind.
 const KEEP_ROOM_FOR: usize = 100_000;
 
+/// The most bytes an emptied batch buffer may hold room for and still be kept: about
+/// [`KEEP_ROOM_FOR`] rows.
+const KEEP_BATCH_BYTES: usize = 4 << 20;
+
 /// Empties `buffer` (callers empty it before they take a lock) and keeps it in `spare`, if it
-/// has more room than what `spare` holds and not more than [`KEEP_ROOM_FOR`].
-fn keep<T: Emptied>(spare: &mut T, mut buffer: T) {
+/// has more room than what `spare` holds and not more than `most`.
+fn keep<T: Emptied>(spare: &mut T, mut buffer: T, most: usize) {
     buffer.empty();
-    if buffer.room() <= KEEP_ROOM_FOR && buffer.room() > spare.room() {
+    if buffer.room() <= most && buffer.room() > spare.room() {
         *spare = buffer;
     }
 }
@@ -284,19 +295,9 @@ impl<T> Emptied for Vec<T> {
     }
 }
 
-impl Emptied for PerKeys {
-    fn empty(&mut self) {
-        self.clear();
-    }
-    fn room(&self) -> usize {
-        self.capacity()
-    }
-}
-
 /// A key's last use, due to be written.
 struct Touch {
-    org: OrgId,
-    key: KeyId,
+    cell: Arc<UsageCell>,
     at: UnixMillis,
     since: u64,
 }
@@ -322,27 +323,28 @@ impl LastUses {
         }
     }
 
-    /// Queues the key's last use if it moved on far enough from the written one.
-    fn mark_due(&mut self, compact: &CompactKeyId, k: &PerKey) {
-        let due = self
-            .written
-            .get(compact)
-            .is_none_or(|w| k.last_used - *w >= LAST_USED_STEP_MS);
-        if due {
+    /// Queues the last use of `cell`'s key if it moved on far enough from the written one
+    /// (`written`, as the cell knows it, else as this knows it).
+    fn mark_due(&mut self, cell: &Arc<UsageCell>, last_used: UnixMillis, written: UnixMillis) {
+        let written = if written == NOT_WRITTEN {
+            self.written.get(&cell.compact).copied()
+        } else {
+            Some(written)
+        };
+        if written.is_none_or(|w| last_used - w >= LAST_USED_STEP_MS) {
             let since = self.deferrals;
-            let touch = self.deferred.entry(*compact).or_insert_with(|| Touch {
-                org: k.ids.org.clone(),
-                key: k.ids.key.clone(),
-                at: k.last_used,
+            let touch = self.deferred.entry(cell.compact).or_insert_with(|| Touch {
+                cell: cell.clone(),
+                at: last_used,
                 since,
             });
-            touch.at = touch.at.max(k.last_used);
+            touch.at = touch.at.max(last_used);
             self.deferrals += 1;
         }
     }
 
     /// The due last uses this flush writes, longest-waiting first, marked as written.
-    fn take_touches(&mut self) -> Vec<(OrgId, KeyId, UnixMillis)> {
+    fn take_touches(&mut self) -> Vec<Touch> {
         let mut due: Vec<(u64, CompactKeyId)> = self
             .deferred
             .iter()
@@ -356,24 +358,30 @@ impl LastUses {
             .filter_map(|(_, compact)| {
                 let touch = self.deferred.remove(&compact)?;
                 self.written.insert(compact, touch.at);
-                Some((touch.org, touch.key, touch.at))
+                touch.cell.set_written(Some(touch.at));
+                Some(touch)
             })
             .collect()
     }
 
     /// Puts back last uses a failed flush did not write: first in line next time.
-    fn put_back(&mut self, touches: Vec<(OrgId, KeyId, UnixMillis)>) {
-        for (org, key, at) in touches {
-            let compact = CompactKeyId::from(&key);
+    fn put_back(&mut self, touches: Vec<Touch>) {
+        for touch in touches {
+            let compact = touch.cell.compact;
             self.written.remove(&compact);
-            self.deferred.entry(compact).or_insert(Touch {
-                org,
-                key,
-                at,
-                since: 0,
-            });
+            touch.cell.set_written(None);
+            self.deferred
+                .entry(compact)
+                .or_insert(Touch { since: 0, ..touch });
         }
     }
+}
+
+/// What one flush writes ([`UsageRecorder::take_batch`]).
+struct Taken {
+    batch: usage::PendingBatch,
+    unwritten: Vec<usage::PendingBatch>,
+    touches: Vec<Touch>,
 }
 
 /// Collects key uses; [`UsageRecorder::flush`] writes them.
@@ -427,67 +435,65 @@ impl UsageRecorder {
         }
     }
 
-    /// Moves the counts of every queued cell into the batch the next flush takes. Yields to
-    /// the runtime every [`YIELD_EVERY`] cells: thousands of keys a second must not hold up
-    /// the requests on this thread for one long stretch.
-    async fn drain_cells(&self) {
-        let Some((mut cells, mut drained)) = self.pending.lock().ok().map(|mut p| {
-            let spare = std::mem::take(&mut p.spare.cells);
-            let cells = std::mem::replace(&mut p.queued, spare);
-            (cells, std::mem::take(&mut p.spare.keys))
-        }) else {
-            return;
-        };
-        drained.reserve(cells.len());
-        for (i, cell) in cells.iter().enumerate() {
-            cell.drain_into(&mut drained);
-            if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                tokio::task::yield_now().await;
+    /// Takes what the next write holds: the counts of every queued cell, written straight
+    /// into a batch (a cell's lines are read once, and an agent's ids once per batch), the
+    /// batches earlier flushes could not write, and the last uses that are due. Yields to the
+    /// runtime every [`YIELD_EVERY`] cells: thousands of keys a second must not hold up the
+    /// requests on this thread for one long stretch.
+    async fn take_batch(&self) -> Taken {
+        let (mut cells, buffer, unwritten) = match self.pending.lock() {
+            Ok(mut p) => {
+                let spare = std::mem::take(&mut p.spare.cells);
+                (
+                    std::mem::replace(&mut p.queued, spare),
+                    std::mem::take(&mut p.spare.batch),
+                    std::mem::take(&mut p.unwritten),
+                )
             }
-        }
-        self.restore(drained);
-        // Emptied before the lock is taken: a request may be waiting for it.
-        cells.clear();
-        if let Ok(mut p) = self.pending.lock() {
-            keep(&mut p.spare.cells, cells);
-        }
-    }
-
-    /// What one flush writes: the counts gathered so far and the last uses due now. Goes
-    /// through every key of the batch, yielding to the runtime now and then.
-    async fn take_batch(&self) -> (PerKeys, Vec<(OrgId, KeyId, UnixMillis)>) {
-        let Some(taken) = self.pending.lock().ok().map(|mut p| {
-            let spare = std::mem::take(&mut p.spare.keys);
-            std::mem::replace(&mut p.keys, spare)
-        }) else {
-            return Default::default();
+            Err(_) => Default::default(),
         };
         if let Ok(mut last_uses) = self.last_uses.lock() {
             last_uses.bound();
         }
-        let mut entries = taken.iter();
-        loop {
-            // Keys marked in this step; none under a poisoned lock, which ends the pass.
-            let seen = match self.last_uses.lock() {
-                Ok(mut last_uses) => entries
-                    .by_ref()
-                    .take(YIELD_EVERY)
-                    .map(|(compact, k)| last_uses.mark_due(compact, k))
-                    .count(),
-                Err(_) => 0,
-            };
-            if seen < YIELD_EVERY {
-                break;
+        let mut writer = usage::BatchWriter::new(buffer);
+        for step in cells.chunks(YIELD_EVERY) {
+            {
+                // None under a poisoned lock: the counts are still taken.
+                let mut last_uses = self.last_uses.lock().ok();
+                for cell in step {
+                    let (minutes, last_used, written) = cell.take();
+                    if minutes.is_empty() {
+                        continue;
+                    }
+                    let owner = Arc::as_ptr(&cell.owner).addr();
+                    let ids = || (&cell.owner.org, &cell.owner.agent);
+                    for (minute, counts) in &minutes {
+                        writer.push(owner, ids, cell.key_text(), *minute, counts);
+                    }
+                    if let Some(last_uses) = last_uses.as_mut() {
+                        last_uses.mark_due(cell, last_used, written);
+                    }
+                }
             }
             tokio::task::yield_now().await;
+        }
+        // The owners were told apart by address: the cells that hold them live until now.
+        let batch = writer.finish();
+        // Emptied before the lock is taken: a request may be waiting for it.
+        cells.clear();
+        if let Ok(mut p) = self.pending.lock() {
+            keep(&mut p.spare.cells, cells, KEEP_ROOM_FOR);
         }
         let touches = self
             .last_uses
             .lock()
             .map(|mut l| l.take_touches())
             .unwrap_or_default();
-        tokio::task::yield_now().await;
-        (taken, touches)
+        Taken {
+            batch,
+            unwritten,
+            touches,
+        }
     }
 
     /// Writes everything gathered so far in one transaction, the counts appended as one row
@@ -497,74 +503,21 @@ impl UsageRecorder {
     /// they share a core with the database's thread is the time the flush takes, and more
     /// transactions only took longer (docs/BENCHMARKS.md).
     pub async fn flush(&self, store: &Store) {
-        self.drain_cells().await;
-        let (mut taken, touches) = self.take_batch().await;
+        let Taken {
+            batch,
+            unwritten,
+            touches,
+        } = self.take_batch().await;
         let flushes = self
             .flushes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let fold = flushes % FOLD_EVERY == FOLD_EVERY - 1;
         // Last uses deferred by earlier flushes are written even in a second without traffic,
         // and what earlier flushes appended is folded in time even when none follows.
-        if taken.is_empty() && touches.is_empty() && !fold {
-            return;
-        }
-        let mut rows = self
-            .pending
-            .lock()
-            .map(|mut p| std::mem::take(&mut p.spare.rows))
-            .unwrap_or_default();
-        rows.reserve(taken.len());
-        for (i, k) in taken.values().enumerate() {
-            rows.extend(k.minutes.iter().map(|(minute, counts)| CellMinute {
-                cell: k.ids.clone(),
-                minute: *minute,
-                counts: *counts,
-            }));
-            if i % YIELD_EVERY == YIELD_EVERY - 1 {
-                tokio::task::yield_now().await;
-            }
-        }
-        let batch = usage::PendingBatch::of(&rows);
-        let started = std::time::Instant::now();
-        let result = async {
-            let mut tx = store.begin().await?;
-            usage::append(&mut tx, &batch).await?;
-            let added = started.elapsed();
-            keys::touch_last_used(&mut tx, &touches).await?;
-            let touched = started.elapsed();
-            keyward_store::commit(tx).await?;
-            Ok::<_, keyward_store::StoreError>((added, touched))
-        }
-        .await;
-        let written = rows.len();
-        // Emptied before the lock is taken: a request may be waiting for it.
-        rows.clear();
-        match result {
-            Ok((added, touched)) => {
-                tracing::debug!(
-                    rows = written,
-                    last_used = touches.len(),
-                    add_ms = added.as_secs_f64() * 1e3,
-                    touch_ms = (touched - added).as_secs_f64() * 1e3,
-                    commit_ms = (started.elapsed() - touched).as_secs_f64() * 1e3,
-                    "usage flushed"
-                );
-                taken.clear();
-                if let Ok(mut p) = self.pending.lock() {
-                    keep(&mut p.spare.rows, rows);
-                    keep(&mut p.spare.keys, taken);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, keys = taken.len(), "could not write usage counts; will retry");
-                if let Ok(mut p) = self.pending.lock() {
-                    keep(&mut p.spare.rows, rows);
-                }
-                if let Ok(mut last_uses) = self.last_uses.lock() {
-                    last_uses.put_back(touches);
-                }
-                self.restore(taken);
-            }
+        if batch.rows() > 0 || !unwritten.is_empty() || !touches.is_empty() {
+            self.write(store, batch, unwritten, touches).await;
+        } else {
+            self.keep_buffer(batch);
         }
         // In a transaction of its own, so that a fold that fails leaves this flush written.
         if fold {
@@ -574,33 +527,74 @@ impl UsageRecorder {
         }
     }
 
-    /// Puts counts into the batch the next flush takes, merged with what is there: counts
-    /// drained from the cells, or a batch that could not be written.
-    fn restore(&self, mut taken: PerKeys) {
-        let Ok(mut p) = self.pending.lock() else {
-            return;
-        };
-        if p.keys.is_empty() {
-            let empty = std::mem::replace(&mut p.keys, taken);
-            keep(&mut p.spare.keys, empty);
-            return;
+    /// [`UsageRecorder::flush`]'s write: on failure the counts are summed into one batch
+    /// for the next flush and the last uses put back.
+    async fn write(
+        &self,
+        store: &Store,
+        batch: usage::PendingBatch,
+        unwritten: Vec<usage::PendingBatch>,
+        touches: Vec<Touch>,
+    ) {
+        let last_used: Vec<(OrgId, KeyId, UnixMillis)> = touches
+            .iter()
+            .map(|t| (t.cell.owner.org.clone(), t.cell.key.clone(), t.at))
+            .collect();
+        let started = std::time::Instant::now();
+        let result = async {
+            let mut tx = store.begin().await?;
+            for earlier in &unwritten {
+                usage::append(&mut tx, earlier).await?;
+            }
+            usage::append(&mut tx, &batch).await?;
+            let added = started.elapsed();
+            keys::touch_last_used(&mut tx, &last_used).await?;
+            let touched = started.elapsed();
+            keyward_store::commit(tx).await?;
+            Ok::<_, keyward_store::StoreError>((added, touched))
         }
-        for (key, old) in taken.drain() {
-            let room = p.keys.len() < MAX_PENDING;
-            match p.keys.get_mut(&key) {
-                Some(k) => {
-                    k.last_used = k.last_used.max(old.last_used);
-                    for (minute, counts) in old.minutes {
-                        add_minute(&mut k.minutes, minute, &counts);
-                    }
+        .await;
+        let rows = batch.rows() + unwritten.iter().map(|b| b.rows()).sum::<usize>();
+        match result {
+            Ok((added, touched)) => {
+                tracing::debug!(
+                    rows,
+                    last_used = touches.len(),
+                    add_ms = added.as_secs_f64() * 1e3,
+                    touch_ms = (touched - added).as_secs_f64() * 1e3,
+                    commit_ms = (started.elapsed() - touched).as_secs_f64() * 1e3,
+                    "usage flushed"
+                );
+                self.keep_buffer(batch);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows, "could not write usage counts; will retry");
+                if let Ok(mut last_uses) = self.last_uses.lock() {
+                    last_uses.put_back(touches);
                 }
-                None if room => {
-                    p.keys.insert(key, old);
+                let mut batches = unwritten;
+                batches.push(batch);
+                let (summed, dropped) = usage::PendingBatch::merge(&batches, MAX_PENDING).await;
+                if dropped > 0 {
+                    tracing::error!(
+                        rows = dropped,
+                        "usage counts held back by the database outage outgrew what is kept; \
+                         these are dropped"
+                    );
                 }
-                None => {}
+                if let Ok(mut p) = self.pending.lock() {
+                    p.unwritten.push(summed);
+                }
             }
         }
-        keep(&mut p.spare.keys, taken);
+    }
+
+    /// Keeps a written batch's buffer for the next flush.
+    fn keep_buffer(&self, batch: usage::PendingBatch) {
+        let buffer = batch.into_buffer();
+        if let Ok(mut p) = self.pending.lock() {
+            keep(&mut p.spare.batch, buffer, KEEP_BATCH_BYTES);
+        }
     }
 
     /// Flushes every `every` until `stop` turns true, then flushes once more. A flush in
@@ -760,24 +754,39 @@ mod tests {
 
     #[tokio::test]
     async fn cells_are_counted_across_minutes_reloads_and_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir, "cells.db").await;
         let recorder = UsageRecorder::default();
         let (org, agent, key) = (OrgId::generate(), AgentId::generate(), KeyId::generate());
         // The same key loaded twice (a reload after an invalidation): two cells, one key.
         let first = Arc::new(UsageCell::new(org.clone(), agent.clone(), key.clone()));
-        let second = Arc::new(UsageCell::new(org, agent, key.clone()));
+        let second = Arc::new(UsageCell::new(org.clone(), agent, key.clone()));
+        assert!(Arc::ptr_eq(&first.owner, &second.owner), "one owner");
         recorder.record(&first, 59_000, Outcome::Success);
         recorder.record(&first, 60_500, Outcome::RateLimited);
         recorder.record(&second, 60_900, Outcome::ServerError);
         // Each cell is queued once, however many requests it counted.
         assert_eq!(recorder.pending.lock().unwrap().queued.len(), 2);
-        recorder.drain_cells().await;
-        // Counted again after the drain: queued again, for the next flush.
+        recorder.flush(&store).await;
+        // Counted again after the flush: queued again, for the next one.
         recorder.record(&first, 61_000, Outcome::Success);
         assert_eq!(recorder.pending.lock().unwrap().queued.len(), 1);
-        recorder.drain_cells().await;
-        let (taken, used) = recorder.take_batch().await;
-        let k = &taken[&CompactKeyId::from(&key)];
-        let mut minutes = k.minutes.clone();
+        recorder.flush(&store).await;
+        fold(&store).await.unwrap();
+        let mut conn = store.read().await.unwrap();
+        let keys = [key.clone()];
+        let rows = usage::series(
+            &mut conn,
+            &org,
+            usage::Subject::Keys(&keys),
+            Granularity::Minute,
+            0,
+            UnixMillis::MAX,
+        )
+        .await
+        .unwrap();
+        let mut minutes: Vec<(UnixMillis, Counts)> =
+            rows.into_iter().map(|(_, m, c)| (m, c)).collect();
         minutes.sort_by_key(|(m, _)| *m);
         let requests: Vec<(UnixMillis, i64, i64)> = minutes
             .iter()
@@ -786,8 +795,15 @@ mod tests {
         assert_eq!(requests, [(0, 1, 1), (60_000, 3, 1)]);
         assert_eq!(minutes[1].1.rate_limited, 1);
         assert_eq!(minutes[1].1.server_errors, 1);
-        assert_eq!(k.last_used, 61_000);
-        assert_eq!(used.len(), 1);
+        // The last use was written once, at the first flush, with the later of the two
+        // cells' times; 61 000 is too close to it to be written again.
+        {
+            let l = recorder.last_uses.lock().unwrap();
+            assert_eq!(l.written.get(&CompactKeyId::from(&key)), Some(&60_900));
+            assert!(l.deferred.is_empty());
+        }
+        drop(conn);
+        store.close().await;
     }
 
     #[tokio::test]
@@ -799,22 +815,21 @@ mod tests {
         let room = |recorder: &UsageRecorder| {
             let p = recorder.pending.lock().unwrap();
             let s = &p.spare;
-            (s.cells.capacity(), s.keys.capacity(), s.rows.capacity())
+            (s.cells.capacity(), s.batch.capacity())
         };
         for second in 0..3 {
             for cell in &cells {
                 recorder.record(cell, 60_000 + second * 1_000, Outcome::Success);
             }
             recorder.flush(&store).await;
-            let (cells_room, keys_room, rows_room) = room(&recorder);
+            let (cells_room, batch_room) = room(&recorder);
             assert!(
-                cells_room >= 300 && keys_room >= 300 && rows_room >= 300,
+                cells_room >= 300 && batch_room >= 300 * 30,
                 "after flush {second}: {:?}",
                 room(&recorder)
             );
             let p = recorder.pending.lock().unwrap();
-            assert!(p.spare.cells.is_empty() && p.spare.keys.is_empty());
-            assert!(p.spare.rows.is_empty());
+            assert!(p.spare.cells.is_empty() && p.spare.batch.is_empty());
         }
         let requests = stored_requests(&store, &org, &keys).await;
         assert_eq!(requests.len(), 300);
@@ -823,9 +838,13 @@ mod tests {
 
         // A buffer grown by a burst far above the usual is let go, not kept.
         let mut spare: Vec<u8> = Vec::with_capacity(10);
-        keep(&mut spare, Vec::with_capacity(KEEP_ROOM_FOR + 1));
+        keep(
+            &mut spare,
+            Vec::with_capacity(KEEP_ROOM_FOR + 1),
+            KEEP_ROOM_FOR,
+        );
         assert_eq!(spare.capacity(), 10);
-        keep(&mut spare, vec![1; 50]);
+        keep(&mut spare, vec![1; 50], KEEP_ROOM_FOR);
         assert!(spare.capacity() >= 50 && spare.is_empty());
     }
 
@@ -884,12 +903,17 @@ mod tests {
             recorder.record(cell, 60_000, Outcome::Success);
         }
         recorder.flush(&down).await;
+        let written = |cell: &Arc<UsageCell>| cell.counting.lock().unwrap().written;
+        assert!(cells.iter().all(|c| written(c) == NOT_WRITTEN));
+        // Still down: the second failed batch is summed with the first, key by key.
         for cell in &cells[..100] {
             recorder.record(cell, 61_000, Outcome::ClientError);
         }
+        recorder.flush(&down).await;
         {
             let p = recorder.pending.lock().unwrap();
-            assert_eq!(p.keys.len(), 600, "the failed batch is kept");
+            let kept: Vec<usize> = p.unwritten.iter().map(|b| b.rows()).collect();
+            assert_eq!(kept, [600], "the failed batches are kept, summed");
             let l = recorder.last_uses.lock().unwrap();
             assert!(l.written.is_empty() && l.deferred.len() == 600);
         }
@@ -897,11 +921,13 @@ mod tests {
         let requests = stored_requests(&up, &org, &keys).await;
         assert_eq!(requests.len(), 600);
         assert_eq!(requests.iter().sum::<i64>(), 700, "every count once");
-        assert!(recorder.pending.lock().unwrap().keys.is_empty());
+        assert!(recorder.pending.lock().unwrap().unwritten.is_empty());
         {
             let l = recorder.last_uses.lock().unwrap();
             assert!(l.deferred.is_empty() && l.written.len() == 600);
         }
+        assert!(cells[..100].iter().all(|c| written(c) == 61_000));
+        assert!(cells[100..].iter().all(|c| written(c) == 60_000));
         up.close().await;
     }
 
@@ -921,43 +947,39 @@ mod tests {
         for key in &keys[..2_000] {
             record(key, 1_000);
         }
-        recorder.drain_cells().await;
-        let first = recorder.take_batch().await.1;
+        let first = recorder.take_batch().await.touches;
         assert_eq!(first.len(), MAX_TOUCHES_PER_FLUSH);
         // 500 more keys come into use; the first key is used again, later.
         for key in &keys[2_000..] {
             record(key, 2_000);
         }
         record(&keys[0], 3_000);
-        recorder.drain_cells().await;
-        let second = recorder.take_batch().await.1;
+        let second = recorder.take_batch().await.touches;
         // A second without traffic still writes what waits.
-        let (nothing_new, third) = recorder.take_batch().await;
-        assert!(nothing_new.is_empty());
-        let fourth = recorder.take_batch().await.1;
+        let quiet = recorder.take_batch().await;
+        assert_eq!(quiet.batch.rows(), 0);
+        let third = quiet.touches;
+        let fourth = recorder.take_batch().await.touches;
         assert_eq!((second.len(), third.len(), fourth.len()), (1_000, 500, 0));
         // The 1 000 left over from the first flush go before the newcomers.
         let first_wave: std::collections::HashSet<&str> =
             keys[..2_000].iter().map(KeyId::as_str).collect();
         assert!(second
             .iter()
-            .all(|(_, key, _)| first_wave.contains(key.as_str())));
+            .all(|t| first_wave.contains(t.cell.key.as_str())));
         // Every key is written exactly once, a deferred one with its latest use.
         let mut written: Vec<&str> = first
             .iter()
             .chain(&second)
             .chain(&third)
-            .map(|(_, key, _)| key.as_str())
+            .map(|t| t.cell.key.as_str())
             .collect();
         written.sort_unstable();
         written.dedup();
         assert_eq!(written.len(), 2_500);
-        let zero = first
-            .iter()
-            .chain(&second)
-            .find(|(_, key, _)| key == &keys[0]);
-        if let Some((_, _, at)) = zero {
-            assert!(*at == 1_000 || *at == 3_000);
+        let zero = first.iter().chain(&second).find(|t| t.cell.key == keys[0]);
+        if let Some(t) = zero {
+            assert!(t.at == 1_000 || t.at == 3_000);
         }
     }
 }

@@ -131,23 +131,95 @@ impl<R: UsageRow> UsageRow for &R {
 
 /// A flush's counts in the form [`append`] stores, made before the transaction that stores
 /// them (on SQLite the write lock is held from its first write to its commit).
-pub struct PendingBatch(Vec<u8>);
+pub struct PendingBatch {
+    body: Vec<u8>,
+    rows: usize,
+}
 
 impl PendingBatch {
     pub fn of<R: UsageRow>(batch: &[R]) -> Self {
-        Self(pending::encode(batch))
+        let (body, rows) = pending::encode(batch);
+        Self { body, rows }
+    }
+
+    /// How many rows (key and minute) it holds.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Its buffer, emptied, for the next [`BatchWriter`].
+    pub fn into_buffer(mut self) -> Vec<u8> {
+        self.body.clear();
+        self.body
+    }
+
+    /// `batches` in one, summed per key and minute: what a flush keeps when it could not
+    /// write. At most `max_rows` rows are kept; the second number is how many were dropped.
+    pub async fn merge(batches: &[PendingBatch], max_rows: usize) -> (PendingBatch, usize) {
+        let mut merged: Merging<'_> = Merging::default();
+        let mut dropped = 0;
+        for batch in batches {
+            dropped += sum_into(&mut merged, &batch.body, max_rows).await;
+        }
+        let mut writer = BatchWriter::new(Vec::with_capacity(1 + merged.len() * 40));
+        for ((key, minute), (org, agent, counts)) in merged {
+            writer
+                .0
+                .push((org, agent), || (org, agent), key, minute, &counts);
+        }
+        (writer.finish(), dropped)
+    }
+}
+
+/// Writes a [`PendingBatch`] row by row, for a caller that holds its rows in its own form.
+/// Each row names its key's organization and agent by an `owner` of the caller's choosing
+/// (e.g. the address of where it holds the two ids): the ids' text is read on an owner's
+/// first row only.
+pub struct BatchWriter<P>(pending::Encoder<P>);
+
+impl<P: std::hash::Hash + Eq> BatchWriter<P> {
+    /// An empty batch, written into `buffer` (emptied first, its room kept).
+    pub fn new(buffer: Vec<u8>) -> Self {
+        Self(pending::Encoder::new(buffer))
+    }
+
+    /// Adds the counts of `key` in the minute starting at `minute`. Rows with equal owners
+    /// must have equal ids; `ids` gives them.
+    pub fn push<'s>(
+        &mut self,
+        owner: P,
+        ids: impl FnOnce() -> (&'s OrgId, &'s AgentId),
+        key: &str,
+        minute: UnixMillis,
+        counts: &Counts,
+    ) {
+        self.0.push(
+            owner,
+            || {
+                let (org, agent) = ids();
+                (org.as_str(), agent.as_str())
+            },
+            key,
+            minute,
+            counts,
+        );
+    }
+
+    pub fn finish(self) -> PendingBatch {
+        let (body, rows) = self.0.finish();
+        PendingBatch { body, rows }
     }
 }
 
 /// Appends `batch` to the counts waiting for [`fold`], as one row. Committed with the
 /// caller's transaction, it is as durable as a write of the rows themselves.
 pub async fn append(conn: &mut Conn, batch: &PendingBatch) -> Result<(), StoreError> {
-    if pending::is_empty(&batch.0) {
+    if batch.rows == 0 {
         return Ok(());
     }
     sqlx::query("INSERT INTO usage_pending (format, body) VALUES ($1, $2)")
         .bind(i64::from(pending::VERSION))
-        .bind(&batch.0[..])
+        .bind(&batch.body[..])
         .execute(conn)
         .await?;
     Ok(())
@@ -184,24 +256,7 @@ pub async fn fold(conn: &mut Conn) -> Result<usize, StoreError> {
     // become one row each. Keyed by the borrowed id, the owned ones made for the sums alone.
     let mut merged: Merging<'_> = Merging::default();
     for body in &bodies {
-        let Some(rows) = pending::decode(body) else {
-            tracing::error!(
-                bytes = body.len(),
-                "a pending usage batch could not be read; its counts are dropped"
-            );
-            continue;
-        };
-        for (i, row) in rows.into_iter().enumerate() {
-            merged
-                .entry((row.key, row.minute))
-                .and_modify(|(_, _, counts)| counts.add(&row.counts))
-                .or_insert((row.org, row.agent, row.counts));
-            // Ten seconds of a busy server's flushes are some hundred thousand rows, summed
-            // on the thread that also answers requests: it gives way now and then.
-            if i % FOLD_YIELD_EVERY == FOLD_YIELD_EVERY - 1 {
-                tokio::task::yield_now().await;
-            }
-        }
+        sum_into(&mut merged, body, usize::MAX).await;
     }
     let mut rows: Vec<Increment> = Vec::with_capacity(merged.len());
     for (i, ((key, minute), (org, agent, counts))) in merged.into_iter().enumerate() {
@@ -218,6 +273,38 @@ pub async fn fold(conn: &mut Conn) -> Result<usize, StoreError> {
     }
     add(conn, &rows).await?;
     Ok(rows.len())
+}
+
+/// Adds the rows of the stored batch `body` to `merged`, which grows to at most `max_rows`
+/// entries; returns how many rows found no room. A body that does not read back (a damaged
+/// row) is logged and its counts dropped, not kept to fail every fold after it.
+async fn sum_into<'a>(merged: &mut Merging<'a>, body: &'a [u8], max_rows: usize) -> usize {
+    let Some(rows) = pending::decode(body) else {
+        tracing::error!(
+            bytes = body.len(),
+            "a pending usage batch could not be read; its counts are dropped"
+        );
+        return 0;
+    };
+    let mut dropped = 0;
+    for (i, row) in rows.into_iter().enumerate() {
+        let room = merged.len() < max_rows;
+        match merged.entry((row.key, row.minute)) {
+            std::collections::hash_map::Entry::Occupied(mut sum) => {
+                sum.get_mut().2.add(&row.counts)
+            }
+            std::collections::hash_map::Entry::Vacant(slot) if room => {
+                slot.insert((row.org, row.agent, row.counts));
+            }
+            std::collections::hash_map::Entry::Vacant(_) => dropped += 1,
+        }
+        // Ten seconds of a busy server's flushes are some hundred thousand rows, summed
+        // on the thread that also answers requests: it gives way now and then.
+        if i % FOLD_YIELD_EVERY == FOLD_YIELD_EVERY - 1 {
+            tokio::task::yield_now().await;
+        }
+    }
+    dropped
 }
 
 /// Rows a fold sums between two yields to the runtime (a few tenths of a millisecond).
@@ -578,4 +665,50 @@ pub async fn prune(
         .execute(conn)
         .await?;
     Ok(minutes.rows_affected() + hours.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(org: &OrgId, key: &KeyId, minute: UnixMillis, requests: i64) -> Increment {
+        Increment {
+            org: org.clone(),
+            agent: AgentId::from_stored("agt_test".to_string()),
+            key: key.clone(),
+            minute,
+            counts: Counts {
+                requests,
+                success: requests,
+                ..Counts::default()
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn merged_batches_are_summed_per_key_and_minute_within_a_bound() {
+        let org = OrgId::generate();
+        let (a, b) = (KeyId::generate(), KeyId::generate());
+        let first = PendingBatch::of(&[row(&org, &a, 60_000, 1), row(&org, &b, 60_000, 2)]);
+        let second = PendingBatch::of(&[row(&org, &a, 60_000, 3), row(&org, &a, 120_000, 4)]);
+        let (merged, dropped) = PendingBatch::merge(&[first, second], 10).await;
+        assert_eq!((merged.rows(), dropped), (3, 0));
+        let mut rows: Vec<(String, UnixMillis, i64)> = pending::decode(&merged.body)
+            .expect("decodes")
+            .iter()
+            .map(|r| (r.key.to_string(), r.minute, r.counts.requests))
+            .collect();
+        rows.sort();
+        let mut expected = vec![
+            (a.to_string(), 60_000, 4),
+            (a.to_string(), 120_000, 4),
+            (b.to_string(), 60_000, 2),
+        ];
+        expected.sort();
+        assert_eq!(rows, expected);
+        // Beyond the bound, new rows are dropped and counted; existing ones still add up.
+        let again = PendingBatch::of(&[row(&org, &a, 60_000, 1), row(&org, &b, 180_000, 1)]);
+        let (bounded, dropped) = PendingBatch::merge(&[merged, again], 3).await;
+        assert_eq!((bounded.rows(), dropped), (3, 1));
+    }
 }

@@ -16,28 +16,51 @@ use super::{Counts, UsageRow};
 /// The format [`encode`] writes, stored beside each batch (`usage_pending.format`).
 pub(super) const VERSION: u8 = 1;
 
-/// `batch` in the stored form.
-pub(super) fn encode<R: UsageRow>(batch: &[R]) -> Vec<u8> {
-    // A row of ids of today's length and small counts takes about 36 bytes.
-    let mut out = Vec::with_capacity(1 + batch.len() * 40);
-    out.push(VERSION);
-    let mut pairs: std::collections::HashMap<(&str, &str), u64, foldhash::fast::RandomState> =
-        Default::default();
-    let mut minute = 0i64;
-    for row in batch {
-        let pair = (row.org().as_str(), row.agent().as_str());
-        let seen = pairs.len() as u64;
-        let index = *pairs.entry(pair).or_insert(seen);
-        put(&mut out, index);
-        if index == seen {
-            put_text(&mut out, pair.0);
-            put_text(&mut out, pair.1);
+/// Writes a batch row by row. A row's organization and agent are known to the caller by an
+/// `owner` of its choosing (the text of the ids, or something cheaper that stands for them),
+/// so that a flush of thousands of keys of a few agents reads each pair's text once.
+pub(super) struct Encoder<P> {
+    out: Vec<u8>,
+    pairs: std::collections::HashMap<P, u64, foldhash::fast::RandomState>,
+    minute: i64,
+    rows: usize,
+}
+
+impl<P: std::hash::Hash + Eq> Encoder<P> {
+    /// An empty batch written into `out` (emptied first; its room is kept).
+    pub(super) fn new(mut out: Vec<u8>) -> Self {
+        out.clear();
+        out.push(VERSION);
+        Self {
+            out,
+            pairs: Default::default(),
+            minute: 0,
+            rows: 0,
         }
-        put_text(&mut out, row.key().as_str());
-        let step = row.minute().wrapping_sub(minute);
-        put(&mut out, ((step << 1) ^ (step >> 63)) as u64);
-        minute = row.minute();
-        let c = row.counts();
+    }
+
+    /// Adds a row. `ids` gives the organization's and agent's ids, asked for on `owner`'s
+    /// first row only: rows with equal owners must have equal ids.
+    pub(super) fn push<'s>(
+        &mut self,
+        owner: P,
+        ids: impl FnOnce() -> (&'s str, &'s str),
+        key: &str,
+        minute: i64,
+        c: &Counts,
+    ) {
+        let seen = self.pairs.len() as u64;
+        let index = *self.pairs.entry(owner).or_insert(seen);
+        put(&mut self.out, index);
+        if index == seen {
+            let (org, agent) = ids();
+            put_text(&mut self.out, org);
+            put_text(&mut self.out, agent);
+        }
+        put_text(&mut self.out, key);
+        let step = minute.wrapping_sub(self.minute);
+        put(&mut self.out, ((step << 1) ^ (step >> 63)) as u64);
+        self.minute = minute;
         for n in [
             c.requests,
             c.success,
@@ -45,10 +68,32 @@ pub(super) fn encode<R: UsageRow>(batch: &[R]) -> Vec<u8> {
             c.rate_limited,
             c.server_errors,
         ] {
-            put(&mut out, n as u64);
+            put(&mut self.out, n as u64);
         }
+        self.rows += 1;
     }
-    out
+
+    /// The stored form and its number of rows.
+    pub(super) fn finish(self) -> (Vec<u8>, usize) {
+        (self.out, self.rows)
+    }
+}
+
+/// `batch` in the stored form.
+pub(super) fn encode<R: UsageRow>(batch: &[R]) -> (Vec<u8>, usize) {
+    // A row of ids of today's length and small counts takes about 36 bytes.
+    let mut encoder = Encoder::new(Vec::with_capacity(1 + batch.len() * 40));
+    for row in batch {
+        let pair = (row.org().as_str(), row.agent().as_str());
+        encoder.push(
+            pair,
+            || pair,
+            row.key().as_str(),
+            row.minute(),
+            row.counts(),
+        );
+    }
+    encoder.finish()
 }
 
 /// A row of a stored batch, its ids borrowed from the batch: a fold reads ten seconds of
@@ -106,11 +151,6 @@ pub(super) fn decode(body: &[u8]) -> Option<Vec<Row<'_>>> {
         });
     }
     Some(rows)
-}
-
-/// Whether an encoded batch holds no row.
-pub(super) fn is_empty(body: &[u8]) -> bool {
-    body.len() <= 1
 }
 
 fn put(out: &mut Vec<u8>, mut n: u64) {
@@ -189,19 +229,19 @@ mod tests {
         same_agent.org = batch[0].org.clone();
         same_agent.agent = batch[0].agent.clone();
         batch.push(same_agent);
-        let body = encode(&batch);
+        let (body, rows) = encode(&batch);
         let back = decode(&body).expect("decodes");
-        assert_eq!(back.len(), 3);
+        assert_eq!((back.len(), rows), (3, 3));
         assert!(batch.iter().zip(&back).all(|(a, b)| same(a, b)));
         assert_eq!(
-            decode(&encode::<Increment>(&[])).map(|rows| rows.len()),
+            decode(&encode::<Increment>(&[]).0).map(|rows| rows.len()),
             Some(0)
         );
     }
 
     #[test]
     fn anything_else_is_refused() {
-        let body = encode(&[increment(60_000, 3)]);
+        let (body, _) = encode(&[increment(60_000, 3)]);
         assert!(decode(&[]).is_none());
         assert!(decode(&[VERSION + 1]).is_none());
         // Cut anywhere inside its row.
@@ -212,5 +252,39 @@ mod tests {
         let mut wrong = body.clone();
         wrong[3] = 0xff;
         assert!(decode(&wrong).is_none());
+    }
+
+    #[test]
+    fn an_owners_ids_are_asked_for_and_written_once() {
+        let a = increment(60_000, 5);
+        let b = increment(60_000, 7);
+        let mut asked = Vec::new();
+        let mut encoder = Encoder::new(vec![1, 2, 3]);
+        // Owner 1 stands for `a`'s ids, owner 2 for `b`'s; a's second key follows.
+        for (owner, row, key) in [
+            (1, &a, a.key.as_str()),
+            (2, &b, b.key.as_str()),
+            (1, &a, "key_other"),
+        ] {
+            encoder.push(
+                owner,
+                || {
+                    asked.push(owner);
+                    (row.org.as_str(), row.agent.as_str())
+                },
+                key,
+                row.minute,
+                &row.counts,
+            );
+        }
+        assert_eq!(asked, [1, 2]);
+        let (body, rows) = encoder.finish();
+        let back = decode(&body).expect("decodes");
+        assert_eq!(rows, 3);
+        assert!(same(&a, &back[0]) && same(&b, &back[1]));
+        assert_eq!(
+            (back[2].org, back[2].agent, back[2].key),
+            (a.org.as_str(), a.agent.as_str(), "key_other")
+        );
     }
 }
