@@ -111,6 +111,9 @@ impl Service {
             super::Actor::Key { id, .. } if caller.team.is_some() => Some(id.clone()),
             _ => None,
         };
+        // Before the read connection is taken: a fold takes connections of its own, and
+        // reads that each held one while waiting for another could use up the pool.
+        fold_before_reading(self.store()).await;
         let mut conn = self.store().read().await?;
         // Which keys the series covers, each checked to be visible to the caller.
         let key_ids: Vec<KeyId> = match (&q.key, &q.agent) {
@@ -145,7 +148,6 @@ impl Service {
                     .collect()
             }
         };
-        fold_before_reading(self.store()).await;
         let rows = if q.agent.is_some() && own_key.is_none() && caller.team.is_none() {
             usage::series(
                 &mut conn,
@@ -190,6 +192,8 @@ impl Service {
     pub async fn account(&self, caller: &Caller) -> Result<Account, ServiceError> {
         caller.require("account:read")?;
         let now = self.now();
+        // Before the read connection is taken, as in `usage`.
+        fold_before_reading(self.store()).await;
         let mut conn = self.store().read().await?;
         let org = orgs::get(&mut conn, &caller.org)
             .await?
@@ -199,7 +203,6 @@ impl Service {
         })?;
         let start = month_start(now);
         // A team-scoped key sees its team's figures only, never the organization's.
-        fold_before_reading(self.store()).await;
         let (requests_this_month, counted_keys) = match &caller.team {
             None => (
                 usage::org_requests_since(&mut conn, &caller.org, start).await?,
