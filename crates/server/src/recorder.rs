@@ -735,11 +735,15 @@ mod tests {
         (org, keys, cells)
     }
 
-    /// The stored requests of each key and minute.
-    async fn stored_requests(store: &Store, org: &OrgId, keys: &[KeyId]) -> Vec<i64> {
+    /// The stored counts of each key and minute (after a fold), as `(key, minute, counts)`.
+    async fn stored(
+        store: &Store,
+        org: &OrgId,
+        keys: &[KeyId],
+    ) -> Vec<(KeyId, UnixMillis, Counts)> {
         fold(store).await.unwrap();
         let mut conn = store.read().await.unwrap();
-        let rows = usage::series(
+        usage::series(
             &mut conn,
             org,
             usage::Subject::Keys(keys),
@@ -748,7 +752,12 @@ mod tests {
             UnixMillis::MAX,
         )
         .await
-        .unwrap();
+        .unwrap()
+    }
+
+    /// The stored requests of each key and minute.
+    async fn stored_requests(store: &Store, org: &OrgId, keys: &[KeyId]) -> Vec<i64> {
+        let rows = stored(store, org, keys).await;
         rows.iter().map(|(_, _, c)| c.requests).collect()
     }
 
@@ -772,19 +781,7 @@ mod tests {
         recorder.record(&first, 61_000, Outcome::Success);
         assert_eq!(recorder.pending.lock().unwrap().queued.len(), 1);
         recorder.flush(&store).await;
-        fold(&store).await.unwrap();
-        let mut conn = store.read().await.unwrap();
-        let keys = [key.clone()];
-        let rows = usage::series(
-            &mut conn,
-            &org,
-            usage::Subject::Keys(&keys),
-            Granularity::Minute,
-            0,
-            UnixMillis::MAX,
-        )
-        .await
-        .unwrap();
+        let rows = stored(&store, &org, std::slice::from_ref(&key)).await;
         let mut minutes: Vec<(UnixMillis, Counts)> =
             rows.into_iter().map(|(_, m, c)| (m, c)).collect();
         minutes.sort_by_key(|(m, _)| *m);
@@ -802,7 +799,6 @@ mod tests {
             assert_eq!(l.written.get(&CompactKeyId::from(&key)), Some(&60_900));
             assert!(l.deferred.is_empty());
         }
-        drop(conn);
         store.close().await;
     }
 

@@ -161,7 +161,8 @@ impl PendingBatch {
         for batch in batches {
             dropped += sum_into(&mut merged, &batch.body, max_rows).await;
         }
-        let mut writer = BatchWriter::new(Vec::with_capacity(1 + merged.len() * 40));
+        let mut writer =
+            BatchWriter::new(Vec::with_capacity(1 + merged.len() * pending::ROW_BYTES));
         for ((key, minute), (org, agent, counts)) in merged {
             writer
                 .0

@@ -16,6 +16,10 @@ use super::{Counts, UsageRow};
 /// The format [`encode`] writes, stored beside each batch (`usage_pending.format`).
 pub(super) const VERSION: u8 = 1;
 
+/// About what a row takes with ids of today's length and small counts (36 bytes), rounded up:
+/// room to reserve for a batch of known rows.
+pub(super) const ROW_BYTES: usize = 40;
+
 /// Writes a batch row by row. A row's organization and agent are known to the caller by an
 /// `owner` of its choosing (the text of the ids, or something cheaper that stands for them),
 /// so that a flush of thousands of keys of a few agents reads each pair's text once.
@@ -81,8 +85,7 @@ impl<P: std::hash::Hash + Eq> Encoder<P> {
 
 /// `batch` in the stored form.
 pub(super) fn encode<R: UsageRow>(batch: &[R]) -> (Vec<u8>, usize) {
-    // A row of ids of today's length and small counts takes about 36 bytes.
-    let mut encoder = Encoder::new(Vec::with_capacity(1 + batch.len() * 40));
+    let mut encoder = Encoder::new(Vec::with_capacity(1 + batch.len() * ROW_BYTES));
     for row in batch {
         let pair = (row.org().as_str(), row.agent().as_str());
         encoder.push(
