@@ -102,9 +102,10 @@ def wrk(server, path, keys_file, seconds, expect, mode=None, caller=None):
         argv += ["-s", os.path.join(ROOT, "bench", "verify.lua")]
     elif keys_file:
         argv += ["-s", os.path.join(ROOT, "bench", "rotate.lua")]
-    cpu_before = server.cpu_seconds()
+    cpu_before, steal_before = server.cpu_seconds(), steal_ticks()
     out = subprocess.run(argv + [server.base + path], capture_output=True, text=True, env=env, check=True).stdout
     cpu = server.cpu_seconds() - cpu_before
+    steal = {c: (n - steal_before.get(c, 0)) * 1000 / TICKS for c, n in steal_ticks().items()}
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     statuses = {}
@@ -126,7 +127,8 @@ def wrk(server, path, keys_file, seconds, expect, mode=None, caller=None):
         p50 = parse_wrk_latency(out, "50")
         p99 = parse_wrk_latency(out, "99")
     return {"requests": requests, "rps": rps, "p50_us": p50, "p99_us": p99,
-            "cpu_us_per_req": cpu * 1e6 / max(requests, 1), "statuses": statuses}
+            "cpu_us_per_req": cpu * 1e6 / max(requests, 1), "statuses": statuses,
+            "steal_ms_cpu0": steal.get(0, 0.0), "steal_ms_cpu1": steal.get(1, 0.0)}
 
 
 def median_run(runs):
@@ -143,9 +145,19 @@ def alternated(rounds, baseline, measured, describe):
         base_runs.append(baseline())
         runs.append(measured())
         log(describe(i + 1, base_runs[-1], runs[-1]))
-    ratios = [{"cpu_ratio": m["cpu_us_per_req"] / b["cpu_us_per_req"], "rps_ratio": m["rps"] / b["rps"]}
+    ratios = [{"cpu_ratio": m["cpu_us_per_req"] / b["cpu_us_per_req"], "rps_ratio": m["rps"] / b["rps"],
+               "steal_ms_cpu0": (b["steal_ms_cpu0"], m["steal_ms_cpu0"])}
               for b, m in zip(base_runs, runs)]
     return median_run(base_runs), median_run(runs), ratios
+
+
+def paired_medians(rounds):
+    """The medians of the rounds' own ratios. Each ratio compares two runs made back to back,
+    so a slow stretch of the machine cancels out of it; the ratio of two separate medians
+    can pair a fast ceiling round with a slow keyward round (and, with an even number of
+    rounds, takes the upper of the middle two)."""
+    return (statistics.median(x["cpu_ratio"] for x in rounds),
+            statistics.median(x["rps_ratio"] for x in rounds))
 
 
 def parse_wrk_latency(out, percentile):
@@ -378,8 +390,10 @@ def main():
         a.rounds,
         lambda: wrk(hello, "/v1/whoami", keys_file, a.duration, 200),
         lambda: wrk(server, "/v1/whoami", keys_file, a.duration, 200),
-        lambda i, c, v: f"round {i}: hello-world {c['cpu_us_per_req']:.2f} µs CPU/req, "
-                        f"whoami valid {v['cpu_us_per_req']:.2f} µs CPU/req")
+        lambda i, c, v: f"round {i}: hello-world {c['cpu_us_per_req']:.2f} µs CPU/req, {c['rps']:.0f} req/s, "
+                        f"whoami valid {v['cpu_us_per_req']:.2f} µs CPU/req, {v['rps']:.0f} req/s "
+                        f"(CPU time the hypervisor took from CPU 0: {c['steal_ms_cpu0']:.0f} and "
+                        f"{v['steal_ms_cpu0']:.0f} ms)")
     hello.stop()
     log(f"hello-world: {results['hello']['rps']:.0f} req/s, {results['hello']['cpu_us_per_req']:.2f} µs CPU/req "
         f"(bare wrk: {results['hello_bare_wrk']['rps']:.0f} req/s, "
@@ -470,7 +484,12 @@ def report(r):
     if "rounds" in r:
         print("\nper round, whoami valid ÷ ceiling: CPU " +
               ", ".join(f"{x['cpu_ratio']:.2f}" for x in r["rounds"]) + "; req/s " +
-              ", ".join(f"{x['rps_ratio']:.2f}" for x in r["rounds"]) + " (the table shows the medians)")
+              ", ".join(f"{x['rps_ratio']:.2f}" for x in r["rounds"]) + " (the table shows each side's median run)")
+        print("CPU time the hypervisor took from the servers' CPU in each round, ceiling/keyward (ms): " +
+              ", ".join(f"{x['steal_ms_cpu0'][0]:.0f}/{x['steal_ms_cpu0'][1]:.0f}" for x in r["rounds"]))
+        cpu, rps = paired_medians(r["rounds"])
+        print(f"median of the rounds' ratios (each pair measured back to back; the figure the targets "
+              f"are judged by): CPU {cpu:.3f}, req/s {rps:.3f}")
     print(f"\nfixed rate at half of peak, {len(r['fixed_rate_rounds'])} rounds alternating keyward and the ceiling "
           "(the run with the median p99 of each):")
     for name, key in [("keyward", "fixed_rate"), ("hello-world", "fixed_rate_hello")]:

@@ -1,17 +1,25 @@
 //! Prometheus metrics, kept in memory with bounded labels: routes are matched route
 //! templates (or `unmatched`), never raw paths, so a client cannot grow the label set.
+//!
+//! The one route answered without the router (`GET /v1/whoami`, see [`crate::http::gate`])
+//! is counted apart, in counts of each thread's own ([`DirectCounts`]): the key check that
+//! every request of a customer's API may make should not take a lock shared by all threads,
+//! nor hash its route's name, to count itself. A scrape adds them to the other routes'.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use thread_local::ThreadLocal;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Histogram {
     /// Observations in each bucket alone: over the bucket below's bound, up to this one's.
     counts: [u64; BUCKETS.len()],
@@ -21,7 +29,7 @@ struct Histogram {
 
 /// Counts of one route. Few methods and statuses occur per route, so small vectors searched
 /// in place beat maps, and a request allocates nothing once its route has been seen.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct RouteStats {
     counts: Vec<(&'static str, u16, u64)>,
     latency: Vec<(&'static str, Histogram)>,
@@ -49,7 +57,37 @@ impl RouteStats {
     }
 }
 
+impl RouteStats {
+    /// Adds `other`'s counts to these.
+    fn merge(&mut self, other: &RouteStats) {
+        for &(method, status, n) in &other.counts {
+            match self
+                .counts
+                .iter_mut()
+                .find(|(m, s, _)| *m == method && *s == status)
+            {
+                Some(c) => c.2 += n,
+                None => self.counts.push((method, status, n)),
+            }
+        }
+        for (method, h) in &other.latency {
+            match self.latency.iter_mut().find(|(m, _)| m == method) {
+                Some((_, mine)) => mine.merge(h),
+                None => self.latency.push((method, h.clone())),
+            }
+        }
+    }
+}
+
 impl Histogram {
+    fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            *mine += theirs;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+    }
+
     /// Counts one observation in the first bucket that holds it (the cumulative counts
     /// Prometheus wants are summed when rendering, not on every request).
     fn record(&mut self, secs: f64) {
@@ -70,6 +108,69 @@ impl Histogram {
     }
 }
 
+/// The route [`Metrics::observe_direct`] counts, as labelled.
+pub const DIRECT_ROUTE: &str = "/v1/whoami";
+const DIRECT_METHOD: &str = "GET";
+
+/// The statuses `GET /v1/whoami` answers with (an answer, or a refusal of SPEC §3); any other
+/// is counted through the shared map.
+const DIRECT_STATUSES: [u16; 7] = [200, 401, 429, 400, 403, 503, 500];
+
+/// The histogram's bounds in nanoseconds, compared with a request's time without turning it
+/// into seconds first.
+const BUCKET_NANOS: [u64; BUCKETS.len()] = {
+    let mut nanos = [0; BUCKETS.len()];
+    let mut i = 0;
+    while i < BUCKETS.len() {
+        nanos[i] = (BUCKETS[i] * 1e9) as u64;
+        i += 1;
+    }
+    nanos
+};
+
+/// One thread's counts of the direct route. Only that thread writes them, so an addition is
+/// a load and a store, with no locked instruction; a scrape reads them from another thread,
+/// hence atomics (relaxed: each count stands alone).
+#[derive(Default)]
+struct DirectCounts {
+    /// By status, in the order of [`DIRECT_STATUSES`].
+    statuses: [AtomicU64; DIRECT_STATUSES.len()],
+    /// Observations in each bucket alone, as [`Histogram::counts`]; one over every bound is
+    /// counted by `statuses` only.
+    buckets: [AtomicU64; BUCKETS.len()],
+    sum_nanos: AtomicU64,
+}
+
+/// Adds `n` to a count that only this thread writes.
+fn add(count: &AtomicU64, n: u64) {
+    count.store(count.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl DirectCounts {
+    fn snapshot_into(&self, stats: &mut RouteStats) {
+        let mut counts = Vec::new();
+        for (status, n) in DIRECT_STATUSES.iter().zip(&self.statuses) {
+            let n = n.load(Relaxed);
+            if n > 0 {
+                counts.push((DIRECT_METHOD, *status, n));
+            }
+        }
+        let count = counts.iter().map(|c| c.2).sum();
+        if count == 0 {
+            return;
+        }
+        let histogram = Histogram {
+            counts: self.buckets.each_ref().map(|n| n.load(Relaxed)),
+            count,
+            sum: self.sum_nanos.load(Relaxed) as f64 / 1e9,
+        };
+        stats.merge(&RouteStats {
+            counts,
+            latency: vec![(DIRECT_METHOD, histogram)],
+        });
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     routes: HashMap<String, RouteStats, foldhash::fast::RandomState>,
@@ -84,6 +185,7 @@ pub type Gauge<'a> = (&'a str, &'a str, Vec<(String, f64)>);
 #[derive(Clone, Default)]
 pub struct Metrics {
     inner: Arc<Mutex<Inner>>,
+    direct: Arc<ThreadLocal<DirectCounts>>,
 }
 
 /// Known methods keep their name; anything else is `other`.
@@ -109,8 +211,12 @@ fn escape(v: &str) -> String {
 impl Metrics {
     /// Records one answered request. `route` is the matched route template or `unmatched`.
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let Ok(mut m) = self.inner.lock() else { return };
         let method = method_label(method);
+        if method == DIRECT_METHOD && route == DIRECT_ROUTE && self.observe_direct(status, elapsed)
+        {
+            return;
+        }
+        let Ok(mut m) = self.inner.lock() else { return };
         // One lookup for a route seen before (every request but a route's first).
         match m.routes.get_mut(route) {
             Some(r) => r.record(method, status, elapsed),
@@ -120,6 +226,22 @@ impl Metrics {
                 m.routes.insert(route.to_string(), r);
             }
         }
+    }
+
+    /// Records one answer of `GET` [`DIRECT_ROUTE`] in the thread's own counts, unless its
+    /// status is not one they keep.
+    fn observe_direct(&self, status: u16, elapsed: Duration) -> bool {
+        let Some(slot) = DIRECT_STATUSES.iter().position(|s| *s == status) else {
+            return false;
+        };
+        let counts = self.direct.get_or_default();
+        add(&counts.statuses[slot], 1);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        if let Some(bucket) = BUCKET_NANOS.iter().position(|bound| nanos <= *bound) {
+            add(&counts.buckets[bucket], 1);
+        }
+        add(&counts.sum_nanos, nanos);
+        true
     }
 
     /// Records a refused credential by its §3 code.
@@ -143,7 +265,19 @@ impl Metrics {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP keyward_http_requests_total HTTP requests answered, by method, matched route and status.");
         let _ = writeln!(out, "# TYPE keyward_http_requests_total counter");
-        let mut routes: Vec<(&String, &RouteStats)> = m.routes.iter().collect();
+        let mut direct = m.routes.get(DIRECT_ROUTE).cloned().unwrap_or_default();
+        for counts in self.direct.iter() {
+            counts.snapshot_into(&mut direct);
+        }
+        let mut routes: Vec<(&str, &RouteStats)> = m
+            .routes
+            .iter()
+            .filter(|(route, _)| *route != DIRECT_ROUTE)
+            .map(|(route, stats)| (route.as_str(), stats))
+            .collect();
+        if !direct.counts.is_empty() {
+            routes.push((DIRECT_ROUTE, &direct));
+        }
         routes.sort_by(|a, b| a.0.cmp(b.0));
         for (route, r) in &routes {
             let mut counts = r.counts.clone();
@@ -261,5 +395,79 @@ mod tests {
         assert!(text.contains("keyward_auth_failures_total{code=\"invalid_api_key\"} 1"));
         assert!(text.contains("keyward_rate_limited_total 1"));
         assert!(text.contains("keyward_generation_jobs{state=\"queued\"} 2"));
+    }
+
+    #[test]
+    fn the_direct_routes_counts_of_every_thread_join_the_shared_ones() {
+        let m = Metrics::default();
+        let line = |text: &str, start: &str| {
+            text.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no {start} in {text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        m.observe_request("GET", DIRECT_ROUTE, 200, Duration::from_micros(200));
+                    }
+                    m.observe_request("GET", DIRECT_ROUTE, 401, Duration::from_millis(3));
+                });
+            }
+        });
+        // A status the threads' counts do not keep, and another method: the shared map.
+        m.observe_request("GET", DIRECT_ROUTE, 404, Duration::from_secs(5));
+        m.observe_request("HEAD", DIRECT_ROUTE, 200, Duration::from_micros(100));
+        let text = m.render(&[]);
+        let requests = |method: &str, status: u16| {
+            line(&text, &format!("keyward_http_requests_total{{method=\"{method}\",route=\"/v1/whoami\",status=\"{status}\"}}"))
+        };
+        assert_eq!(requests("GET", 200), "300");
+        assert_eq!(requests("GET", 401), "3");
+        assert_eq!(requests("GET", 404), "1");
+        assert_eq!(requests("HEAD", 200), "1");
+        let histogram = |what: &str| {
+            line(
+                &text,
+                &format!("keyward_http_request_duration_seconds_{what}"),
+            )
+        };
+        assert_eq!(
+            histogram("bucket{method=\"GET\",route=\"/v1/whoami\",le=\"0.0005\"}"),
+            "300"
+        );
+        assert_eq!(
+            histogram("bucket{method=\"GET\",route=\"/v1/whoami\",le=\"0.005\"}"),
+            "303"
+        );
+        assert_eq!(
+            histogram("bucket{method=\"GET\",route=\"/v1/whoami\",le=\"2.5\"}"),
+            "303"
+        );
+        assert_eq!(
+            histogram("bucket{method=\"GET\",route=\"/v1/whoami\",le=\"+Inf\"}"),
+            "304"
+        );
+        assert_eq!(
+            histogram("count{method=\"GET\",route=\"/v1/whoami\"}"),
+            "304"
+        );
+        let sum: f64 = histogram("sum{method=\"GET\",route=\"/v1/whoami\"}")
+            .parse()
+            .unwrap();
+        assert!((sum - (0.06 + 0.009 + 5.0)).abs() < 1e-9, "{sum}");
+        assert_eq!(
+            histogram("count{method=\"HEAD\",route=\"/v1/whoami\"}"),
+            "1"
+        );
+        // One series per label set: the route is not listed twice.
+        assert_eq!(
+            text.matches("route=\"/v1/whoami\",status=\"200\"").count(),
+            2
+        );
     }
 }

@@ -29,7 +29,7 @@ use super::{auth, observed, request_id, v1, ApiError, AppState};
 use crate::service::Principal;
 
 /// The route answered without the router, as the metrics label it.
-const WHOAMI: &str = "/v1/whoami";
+const WHOAMI: &str = crate::metrics::DIRECT_ROUTE;
 
 /// Headers that carry a credential, or (forward auth) the original URL, which may carry a key
 /// that is about to be refused.
