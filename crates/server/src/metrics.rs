@@ -8,7 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -129,8 +130,8 @@ const BUCKET_NANOS: [u64; BUCKETS.len()] = {
 };
 
 /// One thread's counts of the direct route. Only that thread writes them, so an addition is
-/// a load and a store, with no locked instruction; a scrape reads them from another thread,
-/// hence atomics (relaxed: each count stands alone).
+/// a load and a store, with no locked instruction (on x86 both are plain moves); a scrape
+/// reads them from another thread, hence atomics.
 #[derive(Default)]
 struct DirectCounts {
     /// By status, in the order of [`DIRECT_STATUSES`].
@@ -141,13 +142,18 @@ struct DirectCounts {
     sum_nanos: AtomicU64,
 }
 
-/// Adds `n` to a count that only this thread writes.
+/// Adds `n` to a count that only this thread writes. The store releases what this thread
+/// wrote before it: see [`DirectCounts::snapshot_into`].
 fn add(count: &AtomicU64, n: u64) {
-    count.store(count.load(Relaxed).wrapping_add(n), Relaxed);
+    count.store(count.load(Relaxed).wrapping_add(n), Release);
 }
 
 impl DirectCounts {
     fn snapshot_into(&self, stats: &mut RouteStats) {
+        // The buckets first: a request adds to its status before its bucket, so a bucket read
+        // here (acquiring) comes with its request's status, and no bucket counts more than
+        // the statuses' total, which is the histogram's `+Inf`.
+        let buckets = self.buckets.each_ref().map(|n| n.load(Acquire));
         let mut counts = Vec::new();
         for (status, n) in DIRECT_STATUSES.iter().zip(&self.statuses) {
             let n = n.load(Relaxed);
@@ -160,7 +166,7 @@ impl DirectCounts {
             return;
         }
         let histogram = Histogram {
-            counts: self.buckets.each_ref().map(|n| n.load(Relaxed)),
+            counts: buckets,
             count,
             sum: self.sum_nanos.load(Relaxed) as f64 / 1e9,
         };
