@@ -131,8 +131,11 @@ const BUCKET_NANOS: [u64; BUCKETS.len()] = {
 
 /// One thread's counts of the direct route. Only that thread writes them, so an addition is
 /// a load and a store, with no locked instruction (on x86 both are plain moves); a scrape
-/// reads them from another thread, hence atomics.
+/// reads them from another thread, hence atomics. Aligned to 128 bytes (a line and the one
+/// the processor fetches beside it): `ThreadLocal` keeps threads' values side by side, and
+/// two threads writing one line would pass it between their cores on every request.
 #[derive(Default)]
+#[repr(align(128))]
 struct DirectCounts {
     /// By status, in the order of [`DIRECT_STATUSES`].
     statuses: [AtomicU64; DIRECT_STATUSES.len()],

@@ -45,22 +45,20 @@ fn looks_like_a_key(v: &str) -> bool {
 /// `req_` and 22 random base62 characters, from one draw of random bytes. A request id is a
 /// label, not a secret: taking each byte modulo 62 makes the first eight characters of the
 /// alphabet a little likelier, which costs nothing here and saves a draw per character. For
-/// the same reason the bytes come from a fast generator of the thread's, seeded from the
-/// system's, rather than from the cryptographic one, whose draw cost more than the rest of
-/// the id (docs/BENCHMARKS.md): 128 bits of it set apart ids of the same second as well.
+/// the same reason the bytes come from a fast generator of the thread's (Xoshiro256++,
+/// seeded once from the system's) rather than from the cryptographic one, which would
+/// guard ids that need no guarding: an id is never a token, and its 22 letters set it apart
+/// from every other id as well.
 fn new_id() -> HeaderValue {
     use keyward_core::base62::ALPHABET;
     use rand::{RngCore, SeedableRng};
     thread_local! {
+        // Nothing to drop, so it is there for as long as its thread runs: `with` cannot fail.
         static LABELS: std::cell::RefCell<rand::rngs::SmallRng> =
             std::cell::RefCell::new(rand::rngs::SmallRng::from_rng(&mut rand::rng()));
     }
     let mut random = [0u8; 22];
-    let drawn = LABELS.try_with(|labels| labels.borrow_mut().fill_bytes(&mut random));
-    if drawn.is_err() {
-        // The thread is being torn down and its generator is gone.
-        rand::rng().fill_bytes(&mut random);
-    }
+    LABELS.with(|labels| labels.borrow_mut().fill_bytes(&mut random));
     let mut id = [0u8; 26];
     id[..4].copy_from_slice(b"req_");
     for (letter, b) in id[4..].iter_mut().zip(random) {
