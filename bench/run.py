@@ -136,19 +136,28 @@ def median_run(runs):
     return sorted(runs, key=lambda r: r["cpu_us_per_req"])[len(runs) // 2]
 
 
-def alternated(rounds, baseline, measured, describe):
-    """`rounds` rounds of one `baseline()` run and one `measured()` run, so that a slow stretch
-    of the machine weighs on both. Returns the median run of each and each round's ratios
-    (measured ÷ baseline) of CPU per request and of requests per second."""
-    base_runs, runs = [], []
+def alternated(rounds, baseline, measured, describe, others=None):
+    """`rounds` rounds of one `baseline()` run and one `measured()` run (then one run of each
+    of `others`, a dict of name to function), so that a slow stretch of the machine weighs on
+    all. Returns the median run of the baseline and the measured, each round's ratios
+    (measured ÷ baseline) of CPU per request and of requests per second, and for each of
+    `others` its median run and its rounds' CPU per request ÷ the measured run's of the same
+    round."""
+    others = others or {}
+    base_runs, runs, other_runs = [], [], {name: [] for name in others}
     for i in range(rounds):
         base_runs.append(baseline())
         runs.append(measured())
+        for name, run in others.items():
+            other_runs[name].append(run())
         log(describe(i + 1, base_runs[-1], runs[-1]))
     ratios = [{"cpu_ratio": m["cpu_us_per_req"] / b["cpu_us_per_req"], "rps_ratio": m["rps"] / b["rps"],
                "steal_ms_cpu0": (b["steal_ms_cpu0"], m["steal_ms_cpu0"])}
               for b, m in zip(base_runs, runs)]
-    return median_run(base_runs), median_run(runs), ratios
+    compared = {name: {"median": median_run(rs),
+                       "cpu_vs_measured": [r["cpu_us_per_req"] / m["cpu_us_per_req"] for r, m in zip(rs, runs)]}
+                for name, rs in other_runs.items()}
+    return median_run(base_runs), median_run(runs), ratios, compared
 
 
 def paired_medians(rounds):
@@ -414,22 +423,29 @@ def main():
     # The comparison that the targets are about, in rounds that alternate the ceiling and
     # keyward (both servers stay up on CPU 0; only the one driven works), so that a slow
     # stretch of the machine weighs on both: the medians are reported, and each round's ratio.
-    results["hello"], results["keyward_10k"]["valid"], results["rounds"] = alternated(
+    # Unknown and malformed keys run in the same rounds, right after the valid ones, so that
+    # "rejected at least as cheaply" compares runs of the same moment.
+    invalid = {name: (lambda f=f: wrk(server, "/v1/whoami", f, a.duration, 401))
+               for name, f in [("unknown", os.path.join(work, "unknown.txt")),
+                               ("malformed", os.path.join(work, "malformed.txt"))]}
+    results["hello"], results["keyward_10k"]["valid"], results["rounds"], compared = alternated(
         a.rounds,
         lambda: wrk(hello, "/v1/whoami", keys_file, a.duration, 200),
         lambda: wrk(server, "/v1/whoami", keys_file, a.duration, 200),
         lambda i, c, v: f"round {i}: hello-world {c['cpu_us_per_req']:.2f} µs CPU/req, {c['rps']:.0f} req/s, "
                         f"whoami valid {v['cpu_us_per_req']:.2f} µs CPU/req, {v['rps']:.0f} req/s "
                         f"(CPU time the hypervisor took from CPU 0: {c['steal_ms_cpu0']:.0f} and "
-                        f"{v['steal_ms_cpu0']:.0f} ms)")
+                        f"{v['steal_ms_cpu0']:.0f} ms)",
+        invalid)
+    for name, c in compared.items():
+        results["keyward_10k"][name] = c["median"]
+        results["keyward_10k"][f"{name}_cpu_vs_valid"] = c["cpu_vs_measured"]
     hello.stop()
     log(f"hello-world: {results['hello']['rps']:.0f} req/s, {results['hello']['cpu_us_per_req']:.2f} µs CPU/req "
         f"(bare wrk: {results['hello_bare_wrk']['rps']:.0f} req/s, "
         f"{results['hello_bare_wrk']['cpu_us_per_req']:.2f} µs CPU/req)")
-    for name, f, expect in [("unknown", os.path.join(work, "unknown.txt"), 401),
-                            ("malformed", os.path.join(work, "malformed.txt"), 401)]:
-        r = wrk(server, "/v1/whoami", f, a.duration, expect)
-        results["keyward_10k"][name] = r
+    for name in invalid:
+        r = results["keyward_10k"][name]
         log(f"whoami {name}: {r['rps']:.0f} req/s, {r['cpu_us_per_req']:.2f} µs CPU/req, p99 {r['p99_us']:.0f} µs")
     # The same keys through the verify API (caller: the admin key) and forward auth.
     for name, mode, expect in [("verify", "verify", 200), ("forward", "forward", 200)]:
@@ -468,7 +484,7 @@ def main():
         wrk(server, "/v1/whoami", keys_file, 3, 200)
         # Against the 10 000-key server, in alternating rounds as for the ceiling: one run
         # each would compare two moments of a noisy machine as much as two key counts.
-        scale["valid_10k_alternated"], scale["valid_hot"], scale["rounds"] = alternated(
+        scale["valid_10k_alternated"], scale["valid_hot"], scale["rounds"], _ = alternated(
             a.rounds,
             lambda: wrk(server, "/v1/whoami", keys_file, a.duration, 200),
             lambda: wrk(big, "/v1/whoami", hot, a.duration, 200),
@@ -518,6 +534,11 @@ def report(r):
         print("CPU time the hypervisor took from the servers' CPU in each round, ceiling/keyward (ms): " +
               ", ".join(f"{x['steal_ms_cpu0'][0]:.0f}/{x['steal_ms_cpu0'][1]:.0f}" for x in r["rounds"]))
         cpu, rps = paired_medians(r["rounds"])
+        for name in ("unknown", "malformed"):
+            vs = r["keyward_10k"].get(f"{name}_cpu_vs_valid")
+            if vs:
+                print(f"whoami {name} ÷ valid keys, CPU a request in the same round: median "
+                      f"{statistics.median(vs):.3f} (rounds {', '.join(f'{x:.2f}' for x in vs)})")
         print(f"median of the rounds' ratios (each pair measured back to back; the figure the targets "
               f"are judged by): CPU {cpu:.3f}, req/s {rps:.3f}")
     print(f"\nfixed rate at half of peak, {len(r['fixed_rate_rounds'])} rounds alternating keyward and the ceiling "
