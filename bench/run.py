@@ -105,7 +105,7 @@ def wrk(server, path, keys_file, seconds, expect, mode=None, caller=None):
     cpu_before, steal_before = server.cpu_seconds(), steal_ticks()
     out = subprocess.run(argv + [server.base + path], capture_output=True, text=True, env=env, check=True).stdout
     cpu = server.cpu_seconds() - cpu_before
-    steal = {c: (n - steal_before.get(c, 0)) * 1000 / TICKS for c, n in steal_ticks().items()}
+    stolen = stolen_since(steal_before)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     statuses = {}
@@ -127,8 +127,7 @@ def wrk(server, path, keys_file, seconds, expect, mode=None, caller=None):
         p50 = parse_wrk_latency(out, "50")
         p99 = parse_wrk_latency(out, "99")
     return {"requests": requests, "rps": rps, "p50_us": p50, "p99_us": p99,
-            "cpu_us_per_req": cpu * 1e6 / max(requests, 1), "statuses": statuses,
-            "steal_ms_cpu0": steal.get(0, 0.0), "steal_ms_cpu1": steal.get(1, 0.0)}
+            "cpu_us_per_req": cpu * 1e6 / max(requests, 1), "statuses": statuses, **stolen}
 
 
 def median_run(runs):
@@ -282,6 +281,13 @@ def steal_ticks():
     return steal
 
 
+def stolen_since(before):
+    """The milliseconds the hypervisor took from CPU 0 and CPU 1 since `before` (a
+    `steal_ticks()` reading), as `steal_ms_cpu0` and `steal_ms_cpu1`."""
+    after = steal_ticks()
+    return {f"steal_ms_cpu{cpu}": (after.get(cpu, 0) - before.get(cpu, 0)) * 1000 / TICKS for cpu in (0, 1)}
+
+
 STALL_PROBE = """
 import sys, time
 clock, end = time.perf_counter_ns, time.perf_counter_ns() + int(float(sys.argv[1]) * 1e9)
@@ -318,10 +324,8 @@ def loadgen(server, keys_file, rate, seconds, path="/v1/whoami"):
                           "--duration", str(seconds), "--connections", "64", "--keys", keys_file],
                          capture_output=True, text=True, check=True).stdout
     r = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
-    after = steal_ticks()
+    r.update(stolen_since(before))
     r["cpu_us_per_req"] = (server.cpu_seconds() - cpu_before) * 1e6 / max(r["requests"], 1)
-    for cpu in (0, 1):
-        r[f"steal_ms_cpu{cpu}"] = (after.get(cpu, 0) - before.get(cpu, 0)) * 1000 / TICKS
     return r
 
 

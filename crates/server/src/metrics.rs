@@ -1,8 +1,8 @@
 //! Prometheus metrics, kept in memory with bounded labels: routes are matched route
 //! templates (or `unmatched`), never raw paths, so a client cannot grow the label set.
 //!
-//! The one route answered without the router (`GET /v1/whoami`, see [`crate::http::gate`])
-//! is counted apart, in counts of each thread's own ([`DirectCounts`]): the key check that
+//! The one route answered without the router (`GET /v1/whoami`, see `crate::http::gate`)
+//! is counted apart, in counts of each thread's own (`DirectCounts`): the key check that
 //! every request of a customer's API may make should not take a lock shared by all threads,
 //! nor hash its route's name, to count itself. A scrape adds them to the other routes'.
 
@@ -38,45 +38,46 @@ struct RouteStats {
 
 impl RouteStats {
     fn record(&mut self, method: &'static str, status: u16, elapsed: Duration) {
-        match self
-            .counts
-            .iter_mut()
-            .find(|(m, s, _)| *m == method && *s == status)
-        {
-            Some(c) => c.2 += 1,
-            None => self.counts.push((method, status, 1)),
-        }
-        let h = match self.latency.iter().position(|(m, _)| *m == method) {
-            Some(i) => &mut self.latency[i].1,
-            None => {
-                self.latency.push((method, Histogram::default()));
-                let last = self.latency.len() - 1;
-                &mut self.latency[last].1
-            }
-        };
-        h.record(elapsed.as_secs_f64());
+        *self.count_mut(method, status) += 1;
+        self.histogram_mut(method).record(elapsed.as_secs_f64());
     }
-}
 
-impl RouteStats {
     /// Adds `other`'s counts to these.
     fn merge(&mut self, other: &RouteStats) {
         for &(method, status, n) in &other.counts {
-            match self
-                .counts
-                .iter_mut()
-                .find(|(m, s, _)| *m == method && *s == status)
-            {
-                Some(c) => c.2 += n,
-                None => self.counts.push((method, status, n)),
-            }
+            *self.count_mut(method, status) += n;
         }
         for (method, h) in &other.latency {
-            match self.latency.iter_mut().find(|(m, _)| m == method) {
-                Some((_, mine)) => mine.merge(h),
-                None => self.latency.push((method, h.clone())),
-            }
+            self.histogram_mut(method).merge(h);
         }
+    }
+
+    /// The count of `method` answered with `status`, made (zero) if there is none yet.
+    fn count_mut(&mut self, method: &'static str, status: u16) -> &mut u64 {
+        let i = match self
+            .counts
+            .iter()
+            .position(|(m, s, _)| *m == method && *s == status)
+        {
+            Some(i) => i,
+            None => {
+                self.counts.push((method, status, 0));
+                self.counts.len() - 1
+            }
+        };
+        &mut self.counts[i].2
+    }
+
+    /// The latency histogram of `method`, made (empty) if there is none yet.
+    fn histogram_mut(&mut self, method: &'static str) -> &mut Histogram {
+        let i = match self.latency.iter().position(|(m, _)| *m == method) {
+            Some(i) => i,
+            None => {
+                self.latency.push((method, Histogram::default()));
+                self.latency.len() - 1
+            }
+        };
+        &mut self.latency[i].1
     }
 }
 
@@ -109,7 +110,7 @@ impl Histogram {
     }
 }
 
-/// The route [`Metrics::observe_direct`] counts, as labelled.
+/// The route counted in each thread's own counts (with `GET`), as labelled.
 pub const DIRECT_ROUTE: &str = "/v1/whoami";
 const DIRECT_METHOD: &str = "GET";
 
