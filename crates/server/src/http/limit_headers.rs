@@ -110,7 +110,10 @@ impl Changing {
         number(&mut rest, d.reset_at);
         let reset_end = MOST - rest.len();
         let text_fits = rest.write_all(b"\"default\";r=").is_ok();
-        number(&mut rest, d.remaining);
+        // `r` is the remaining count again: copied, not formatted twice.
+        let used = MOST - rest.len();
+        let (written, mut rest) = text.split_at_mut(used);
+        let text_fits = text_fits && rest.write_all(&written[..remaining_end]).is_ok();
         let text_fits = text_fits && rest.write_all(b";t=").is_ok();
         debug_assert!(text_fits, "MOST is too small");
         number(&mut rest, d.reset_in_secs(now));
