@@ -39,13 +39,14 @@ def inclusive(profile, name):
     return 0
 
 
-def counted(name, argv, cwd, keys_file, warm_s, seconds, workdir):
-    """Starts `argv` under callgrind with counting off, warms it up, counts `seconds` of
-    load and returns (requests, instructions a request, of which SHA-256)."""
-    profile = os.path.join(workdir, f"{name}.callgrind")
+def counted(name, argv, work, keys_file, warm_s, seconds):
+    """Starts `argv` in `work` under callgrind with counting off (its profile goes there too),
+    warms it up, counts `seconds` of load and returns (requests, instructions a request, of
+    which SHA-256)."""
+    profile = os.path.join(work, f"{name}.callgrind")
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={profile}"]
     run.log(f"{name}: starting under callgrind ...")
-    server = run.Server(valgrind + argv, cwd=cwd)
+    server = run.Server(valgrind + argv, cwd=work)
     try:
         # Warmed without counting: caches filled, the limiter's and the answers' state made.
         run.wrk(server, "/v1/whoami", keys_file, warm_s, 200)
@@ -80,9 +81,9 @@ def main():
     run.prepare_store(work, a.keys)
     keys_file = os.path.join(work, "keys.txt")
 
-    hello = counted("hello-world", [run.HELLO, "127.0.0.1:0"], work, keys_file, a.warm, a.seconds, work)
+    hello = counted("hello-world", [run.HELLO, "127.0.0.1:0"], work, keys_file, a.warm, a.seconds)
     keyward = counted("keyward", [run.KEYWARD, "serve", "--listen", "127.0.0.1:0"], work, keys_file,
-                      a.warm, a.seconds, work)
+                      a.warm, a.seconds)
 
     print(f"\ninstructions a GET /v1/whoami request (user space, callgrind), {a.keys} keys in rotation:\n")
     print("| server | requests counted | instructions a request | of which SHA-256 (software under valgrind) | the rest |")
