@@ -18,11 +18,12 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402  (the timed benchmark's helpers: build, seeding, servers, wrk)
 
-# The function every request passes through, in both servers: its inclusive count is the
-# request's, without the usage flush and fold that run once a second whatever the rate (under
-# valgrind the rate is some twenty times lower, so the program's total would charge them
-# twenty times over).
-PER_REQUEST = "axum::serve::handle_connection::{{closure}}::{{closure}}"
+# The task that serves a connection, in each server: its inclusive count over the requests
+# served is a request's, without the usage flush and fold that run once a second whatever the
+# rate (under valgrind the rate is some twenty times lower, so the program's total would
+# charge them twenty times over).
+HELLO_CONNECTION = "axum::serve::handle_connection::{{closure}}::{{closure}}"
+KEYWARD_CONNECTION = "keyward_server::http::serve::until_stopped::{{closure}}"
 # valgrind's processor has no SHA extensions, so SHA-256 runs in software under it, at about
 # twenty times the instructions of the real run: reported apart, and left out of the ratio.
 SHA256 = "digest::Digest>::digest"
@@ -39,7 +40,7 @@ def inclusive(profile, name):
     return 0
 
 
-def counted(name, argv, work, keys_file, warm_s, seconds):
+def counted(name, argv, connection, work, keys_file, warm_s, seconds):
     """Starts `argv` in `work` under callgrind with counting off (its profile goes there too),
     warms it up, counts `seconds` of load and returns (requests, instructions a request, of
     which SHA-256)."""
@@ -57,9 +58,9 @@ def counted(name, argv, work, keys_file, warm_s, seconds):
     finally:
         server.stop()
     dump = profile + ".1"
-    total, sha = inclusive(dump, PER_REQUEST), inclusive(dump, SHA256)
+    total, sha = inclusive(dump, connection), inclusive(dump, SHA256)
     if total == 0:
-        raise SystemExit(f"{name}: no count for {PER_REQUEST} in {dump}")
+        raise SystemExit(f"{name}: no count for {connection} in {dump}")
     return requests, total / requests, sha / requests
 
 
@@ -81,9 +82,9 @@ def main():
     run.prepare_store(work, a.keys)
     keys_file = os.path.join(work, "keys.txt")
 
-    hello = counted("hello-world", [run.HELLO, "127.0.0.1:0"], work, keys_file, a.warm, a.seconds)
-    keyward = counted("keyward", [run.KEYWARD, "serve", "--listen", "127.0.0.1:0"], work, keys_file,
-                      a.warm, a.seconds)
+    hello = counted("hello-world", [run.HELLO, "127.0.0.1:0"], HELLO_CONNECTION, work, keys_file, a.warm, a.seconds)
+    keyward = counted("keyward", [run.KEYWARD, "serve", "--listen", "127.0.0.1:0"], KEYWARD_CONNECTION,
+                      work, keys_file, a.warm, a.seconds)
 
     print(f"\ninstructions a GET /v1/whoami request (user space, callgrind), {a.keys} keys in rotation:\n")
     print("| server | requests counted | instructions a request | of which SHA-256 (software under valgrind) | the rest |")

@@ -125,10 +125,8 @@ impl Application {
         )
         .spawn(worker_stopped);
         let application = crate::http::Application::new(self.state);
-        let connections = crate::http::PerConnection(move |peer| application.at(Some(peer)));
-        let served = axum::serve(self.listener, connections)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let service_for = move |peer| application.at::<hyper::body::Incoming>(Some(peer));
+        crate::http::serve(self.listener, service_for, shutdown).await;
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
         pruner.abort();
@@ -149,7 +147,7 @@ impl Application {
         if let Err(e) = crate::recorder::fold(&store).await {
             tracing::warn!(error = %e, "could not fold the last usage counts; a later fold will");
         }
-        served.map_err(Into::into)
+        Ok(())
     }
 }
 

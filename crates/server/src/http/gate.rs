@@ -19,7 +19,9 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::Poll;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
 use axum::http::{header, HeaderMap, HeaderName, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -49,11 +51,15 @@ pub struct Connection {
 }
 
 /// The gate around `app` (see the module documentation); used with [`super::lean::LeanLayer`].
-pub async fn gate(connection: Connection, mut req: Request, app: Router) -> Response {
+pub async fn gate<B>(connection: Connection, mut req: Request<B>, app: Router) -> Response
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let Connection { state, peer } = connection;
     // For the debug log only; the metrics time the answer in `observed`.
     let start = tracing::enabled!(tracing::Level::DEBUG).then(std::time::Instant::now);
-    let id = request_id::id_of(&req);
+    let id = request_id::id_of(req.headers());
     mark_sensitive(req.headers_mut());
     // Disabled at the default `info` level, where it costs one check of a static flag.
     let span = tracing::debug_span!(
@@ -68,11 +74,14 @@ pub async fn gate(connection: Connection, mut req: Request, app: Router) -> Resp
     }
     let answered = async {
         if direct {
-            observed(&state, req, WHOAMI, |req, arrived| {
-                whoami(&state, req, arrived, &id)
+            let (state, id) = (&state, &id);
+            observed(state, req, WHOAMI, |req, arrived| async move {
+                whoami(state, req.headers(), arrived, id).await
             })
             .await
         } else {
+            // Only here is the body wrapped as axum's: the direct route reads none.
+            let mut req = req.map(Body::new);
             req.extensions_mut().insert(id.clone());
             if let Some(peer) = peer {
                 req.extensions_mut().insert(ConnectInfo(peer));
@@ -114,12 +123,12 @@ pub async fn gate(connection: Connection, mut req: Request, app: Router) -> Resp
 /// ([`request_id::refusal`]).
 async fn whoami(
     state: &AppState,
-    req: Request,
+    headers: &HeaderMap,
     arrived: std::time::Instant,
     id: &request_id::RequestId,
 ) -> Response {
     let prefetch = Principal::prefetch_whoami;
-    let admission = match auth::admit_prefetching(state, req.headers(), arrived, prefetch).await {
+    let admission = match auth::admit_prefetching(state, headers, arrived, prefetch).await {
         Ok(admission) => admission,
         Err(refusal) => return request_id::refusal(refusal, id),
     };

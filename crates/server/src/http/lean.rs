@@ -10,7 +10,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::task::{Context, Poll};
 
-use axum::extract::Request;
 use axum::response::Response;
 use futures_util::future::{FutureExt, Map};
 use tower::{Layer, Service};
@@ -47,11 +46,11 @@ pub struct LeanService<S, St, F> {
     f: F,
 }
 
-impl<S, St, F, Fut> Service<Request> for LeanService<S, St, F>
+impl<S, St, F, Fut, R> Service<R> for LeanService<S, St, F>
 where
     S: Clone,
     St: Clone,
-    F: Fn(St, Request, S) -> Fut,
+    F: Fn(St, R, S) -> Fut,
     Fut: Future<Output = Response>,
 {
     type Response = Response;
@@ -63,7 +62,7 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, req: R) -> Self::Future {
         (self.f)(self.state.clone(), req, self.inner.clone()).map(Ok)
     }
 }

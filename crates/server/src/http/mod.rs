@@ -10,6 +10,7 @@ mod limit_headers;
 pub mod openapi;
 mod ops;
 pub mod request_id;
+mod serve;
 mod v1;
 
 use std::convert::Infallible;
@@ -27,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::recorder::UsageRecorder;
 use crate::Service;
 pub use error::ApiError;
+pub use serve::serve;
 
 /// What every handler can reach. One `Arc`: middleware and extractors clone the state for
 /// every request, so a clone must cost one reference count, not one per part.
@@ -92,58 +94,30 @@ impl Application {
     /// The service for the requests of one connection from `peer` (`None` without a
     /// connection, as when tests and benchmarks call the application in-process). Routed
     /// requests get the peer's address as [`axum::extract::ConnectInfo`], where the audit
-    /// log and the sign-in limits read the client's address.
-    pub fn at(
+    /// log and the sign-in limits read the client's address. Requests come with any body:
+    /// hyper's as it is from a connection, whose body only a routed request needs as axum's.
+    pub fn at<B>(
         &self,
         peer: Option<SocketAddr>,
     ) -> impl tower::Service<
-        Request,
+        axum::http::Request<B>,
         Response = Response,
         Error = Infallible,
         Future = impl Future<Output = Result<Response, Infallible>> + Send,
     > + Clone
            + Send
            + Sync
-           + 'static {
+           + 'static
+    where
+        B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         use tower::Layer;
         let connection = gate::Connection {
             state: self.state.clone(),
             peer,
         };
-        lean::LeanLayer::new(connection, gate::gate).layer(self.routes.clone())
-    }
-}
-
-/// What `axum::serve` calls for each accepted connection: `at(peer)` makes that
-/// connection's service.
-///
-/// It stands in for axum's `into_make_service_with_connect_info`, which puts the peer's
-/// address into the extensions of every request: one map allocated, filled and freed a
-/// request, which the key check that the gate answers directly (`GET /v1/whoami`) never
-/// reads (docs/BENCHMARKS.md). Here only routed requests get it.
-pub struct PerConnection<F>(pub F);
-
-impl<'a, F, S> tower::Service<axum::serve::IncomingStream<'a, tokio::net::TcpListener>>
-    for PerConnection<F>
-where
-    F: FnMut(SocketAddr) -> S,
-{
-    type Response = S;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<S, Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(
-        &mut self,
-        stream: axum::serve::IncomingStream<'a, tokio::net::TcpListener>,
-    ) -> Self::Future {
-        std::future::ready(Ok((self.0)(*stream.remote_addr())))
+        lean::LeanLayer::new(connection, gate::gate::<B>).layer(self.routes.clone())
     }
 }
 
@@ -207,9 +181,14 @@ async fn observe(state: AppState, req: Request, next: axum::routing::Route) -> R
 /// Refuses a key in the query of any `/v1` path, else answers with `answer` (given the
 /// request and when it arrived); records the answer's status and latency under `route`
 /// either way.
-async fn observed<F, Fut>(state: &AppState, req: Request, route: &str, answer: F) -> Response
+async fn observed<B, F, Fut>(
+    state: &AppState,
+    req: axum::http::Request<B>,
+    route: &str,
+    answer: F,
+) -> Response
 where
-    F: FnOnce(Request, std::time::Instant) -> Fut,
+    F: FnOnce(axum::http::Request<B>, std::time::Instant) -> Fut,
     Fut: Future<Output = Response>,
 {
     use axum::response::IntoResponse;

@@ -5,7 +5,6 @@
 //! ever reaches a client.
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 
@@ -72,12 +71,9 @@ fn new_id() -> HeaderValue {
 }
 
 /// The id of a request: the client's own when it is acceptable, else a new one.
-pub fn id_of(req: &Request) -> RequestId {
+pub fn id_of(headers: &HeaderMap) -> RequestId {
     // Found by comparing the few names a request has, rather than by hashing this one.
-    let given = req
-        .headers()
-        .iter()
-        .find(|(name, _)| **name == X_REQUEST_ID);
+    let given = headers.iter().find(|(name, _)| **name == X_REQUEST_ID);
     let given = given.map(|(_, value)| value).filter(|v| {
         v.to_str()
             .is_ok_and(|v| acceptable(v) && !looks_like_a_key(v))
