@@ -84,7 +84,12 @@ pub fn credential(headers: &HeaderMap) -> Result<&str, ApiError> {
     let bearer = authorization.map(|v| {
         // `to_str` admits visible ASCII, spaces and tabs only: ASCII trimming is enough.
         let v = v.to_str().map_err(|_| ())?.trim_ascii();
-        let (scheme, token) = v.split_once([' ', '\t']).unwrap_or((v, ""));
+        // Split at the first space or tab, found byte by byte: both are ASCII, so the two
+        // sides are whole text. (`split_once` with a set of characters decodes each one.)
+        let (scheme, token) = match v.bytes().position(|b| b == b' ' || b == b'\t') {
+            Some(at) => (&v[..at], &v[at + 1..]),
+            None => (v, ""),
+        };
         if scheme.eq_ignore_ascii_case("bearer") {
             Ok(token.trim_ascii())
         } else {
@@ -472,6 +477,15 @@ mod tests {
         assert_eq!(
             credential(&headers(&[("authorization", "Bearer ")])).unwrap(),
             ""
+        );
+        // Split at the first space or tab; the token is trimmed of what follows.
+        assert_eq!(
+            credential(&headers(&[("authorization", "bEaReR\t  kw_x \t")])).unwrap(),
+            "kw_x"
+        );
+        assert_eq!(
+            code(&[("authorization", "Bearer\u{a0}kw_x")]),
+            "invalid_authorization_scheme"
         );
     }
 }
