@@ -478,11 +478,12 @@ mod tests {
             credential(&headers(&[("authorization", "Bearer ")])).unwrap(),
             ""
         );
-        // Split at the first space or tab; the token is trimmed of what follows.
+        // Split at the first space or tab; the token is trimmed of spaces and tabs around it.
         assert_eq!(
             credential(&headers(&[("authorization", "bEaReR\t  kw_x \t")])).unwrap(),
             "kw_x"
         );
+        // A non-breaking space is not a separator: the value is not ASCII, so not Bearer.
         assert_eq!(
             code(&[("authorization", "Bearer\u{a0}kw_x")]),
             "invalid_authorization_scheme"

@@ -23,11 +23,16 @@ use axum::response::Response;
 type Connection<S> = hyper::server::conn::http1::Connection<TokioIo<TcpStream>, S>;
 
 /// How long to wait before accepting again after an error such as too many open files.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// How long shutdown waits for connections to finish what they are answering. A client that
+/// stops halfway through sending its request, or stops reading its answer, must not keep the
+/// process from writing the usage it holds and exiting.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Serves `listener`'s connections, each with the service `service_for(peer)` makes, until
 /// `shutdown` completes; then stops accepting, lets each connection finish the request it is
-/// answering (idle ones close at once) and returns when all are closed.
+/// answering (idle ones close at once) and returns when all are closed, or after
+/// [`DRAIN_LIMIT`] with the stragglers left to end with the process.
 pub async fn serve<M, S>(
     listener: TcpListener,
     mut service_for: M,
@@ -50,9 +55,15 @@ pub async fn serve<M, S>(
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
-                    accept_failed(e).await;
-                    continue;
+                    // Out of file descriptors, most likely: the error repeats until some
+                    // connection closes, so wait (still ready to shut down) before trying again.
+                    tracing::error!(error = %e, "cannot accept connections; trying again in a second");
+                    tokio::select! {
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                        () = &mut shutdown => break,
+                    }
                 }
             },
             () = &mut shutdown => break,
@@ -64,7 +75,15 @@ pub async fn serve<M, S>(
     drop(listener);
     drop(stopped);
     let _ = stop.send(());
-    stop.closed().await;
+    if tokio::time::timeout(DRAIN_LIMIT, stop.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = stop.receiver_count(),
+            "shutting down with connections still answering after {DRAIN_LIMIT:?}"
+        );
+    }
 }
 
 /// Serves `connection` to its end, shutting it down gracefully once `stopped` changes.
@@ -107,16 +126,8 @@ async fn until_stopped<S>(
     }
 }
 
-/// Accepting fails when the process is out of file descriptors or the peer reset the
-/// connection before it was accepted; the first passes, so wait a little and go on.
-async fn accept_failed(e: std::io::Error) {
-    if is_connection_error(&e) {
-        return;
-    }
-    tracing::error!(error = %e, "cannot accept connections; trying again shortly");
-    tokio::time::sleep(ACCEPT_BACKOFF).await;
-}
-
+/// An accept that failed for this one connection (the peer gave up before it was taken), not
+/// for the listener: accepting the next goes on at once.
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
