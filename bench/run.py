@@ -126,10 +126,10 @@ def wrk(server, path, keys_file, seconds, expect, mode=None, caller=None, check_
     `mode` is `verify` or `forward` for bench/verify.lua, else keys go in `Authorization`.
 
     Fails on any answer but `expect`. bench/rotate.lua has no per-answer Lua callback: with
-    one, wrk hands every answer's headers to Lua, interning each value as a string, and a
-    value that changes per request (a request id, a remaining count) costs it far more than
-    a fixed one — a load-generator cost that grew with the answer's variety, not the server's
-    work (docs/BENCHMARKS.md). Instead wrk's own count of non-2xx answers says whether any
+    one, wrk hands every answer's headers and body to LuaJIT, and spent 0.55-0.75 us more of
+    its own time on each of keyward's answers, whose values change every time, than on a
+    fixed answer of the same shape: a load-generator cost that grew with the answer's
+    variety, not the server's work (docs/BENCHMARKS.md, 2026-12-04 later). Instead wrk's own count of non-2xx answers says whether any
     answer was of the wrong class, and keyward's metrics, read before and after, give the
     exact statuses it answered with (`check_metrics=False` leaves that out, for a run whose
     server's work is being counted)."""
