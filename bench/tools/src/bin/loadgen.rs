@@ -19,8 +19,13 @@
 //! seconds shows as a worst second far above the median one, a tail of the server's own as
 //! every second alike.
 //!
+//! With `--slow-log FILE`, every request slower than `--slow-us` (default 1000) is written
+//! there as a line `scheduled_us latency_us`, its scheduled time counted from the run's
+//! start: slow requests that gather at one phase of every second point at something the
+//! server does once a second, scattered ones at the machine.
+//!
 //! Usage: loadgen --url http://127.0.0.1:8080/v1/whoami --rate 20000 --duration 10
-//!                [--connections 64] [--keys keys.txt]
+//!                [--connections 64] [--keys keys.txt] [--slow-log slow.txt [--slow-us 1000]]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,10 +41,20 @@ struct Args {
     duration: f64,
     connections: usize,
     keys: Vec<String>,
+    slow_log: Option<String>,
+    slow_us: u32,
 }
 
 fn args() -> Args {
-    let mut a = Args { url: String::new(), rate: 1000.0, duration: 10.0, connections: 64, keys: Vec::new() };
+    let mut a = Args {
+        url: String::new(),
+        rate: 1000.0,
+        duration: 10.0,
+        connections: 64,
+        keys: Vec::new(),
+        slow_log: None,
+        slow_us: 1000,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_default();
@@ -51,6 +66,8 @@ fn args() -> Args {
             "--keys" => {
                 a.keys = std::fs::read_to_string(&value).expect("--keys file").lines().map(str::to_string).collect();
             }
+            "--slow-log" => a.slow_log = Some(value),
+            "--slow-us" => a.slow_us = value.parse().expect("--slow-us"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -90,8 +107,8 @@ async fn main() {
             stream.set_nodelay(true).ok();
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
             tokio::spawn(conn);
-            // (second of the run the request was scheduled in, latency in µs)
-            let mut latencies: Vec<(u32, u32)> = Vec::new();
+            // (when the request was scheduled, µs from the start; latency in µs)
+            let mut latencies: Vec<(u64, u32)> = Vec::new();
             let mut statuses = [0u64; 6];
             // Spread the connections' schedules evenly over one interval.
             let mut scheduled = start + interval.mul_f64(c as f64 / connections as f64);
@@ -122,13 +139,13 @@ async fn main() {
                 }
                 free_since = Instant::now();
                 let latency = free_since.saturating_duration_since(measured_from).as_micros().min(u32::MAX as u128) as u32;
-                latencies.push((scheduled.duration_since(start).as_secs() as u32, latency));
+                latencies.push((scheduled.duration_since(start).as_micros() as u64, latency));
                 scheduled += interval;
             }
             (latencies, statuses, late)
         }));
     }
-    let mut all: Vec<(u32, u32)> = Vec::new();
+    let mut all: Vec<(u64, u32)> = Vec::new();
     let mut statuses = [0u64; 6];
     let mut late = 0;
     for t in tasks {
@@ -141,8 +158,15 @@ async fn main() {
     }
     // The achieved rate, over the time the run really took (not the nominal duration).
     let elapsed = start.elapsed().as_secs_f64();
+    if let Some(path) = &a.slow_log {
+        let mut slow: Vec<(u64, u32)> = all.iter().copied().filter(|&(_, l)| l > a.slow_us).collect();
+        slow.sort_unstable();
+        let lines: String = slow.iter().map(|(at, l)| format!("{at} {l}\n")).collect();
+        std::fs::write(path, lines).expect("--slow-log file");
+    }
     let mut windows: Vec<Vec<u32>> = Vec::new();
-    for &(second, latency) in &all {
+    for &(at, latency) in &all {
+        let second = at / 1_000_000;
         if windows.len() <= second as usize {
             windows.resize(second as usize + 1, Vec::new());
         }
