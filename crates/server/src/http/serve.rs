@@ -86,7 +86,8 @@ pub async fn serve<M, S>(
         .is_err()
     {
         tracing::warn!(
-            connections = stop.receiver_count(),
+            // Each connection holds two receivers (see `until_stopped`).
+            connections = stop.receiver_count() / 2,
             "shutting down with connections still answering after {DRAIN_LIMIT:?}"
         );
     }
@@ -106,6 +107,8 @@ async fn until_stopped<S>(
 ) where
     S: hyper::service::HttpService<Incoming, ResBody = Body>,
 {
+    // A second receiver to read the version with while `stop` borrows the first (so a
+    // connection counts twice in `receiver_count`).
     let probe = stopped.clone();
     let mut connection = std::pin::pin!(connection);
     let mut stop = std::pin::pin!(stopped.changed());
