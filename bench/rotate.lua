@@ -1,7 +1,8 @@
 -- wrk script: rotates through the keys in $KEYS_FILE (one per line) as Bearer tokens.
 -- No `response` callback: with one, wrk hands every answer's headers and body to Lua, which
--- costs the generator more per answer than many a server spends on it. The runner checks the
--- answers with wrk's own count of non-2xx ones and keyward's metrics (bench/run.py).
+-- cost it 0.55-0.75 us more on each of keyward's answers (whose values change every time)
+-- than on a fixed one of the same shape (docs/BENCHMARKS.md). The runner checks the answers
+-- with wrk's own count of non-2xx ones and keyward's metrics (bench/run.py).
 local keys = {}
 
 function init(args)

@@ -29,6 +29,8 @@ HELLO = os.path.join(TOOLS_TARGET, "release", "hello")
 LOADGEN = os.path.join(TOOLS_TARGET, "release", "loadgen")
 TICKS = os.sysconf("SC_CLK_TCK")
 B62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+# wrk's connections: also the most answers still in flight when it stops.
+CONNECTIONS = 64
 
 
 def log(msg):
@@ -122,19 +124,19 @@ def answered_settled(server, route):
 
 
 def wrk(server, path, keys_file, seconds, expect, mode=None, caller=None, check_metrics=True):
-    """Runs wrk (1 thread, 64 connections) on CPU 1; returns the figures of the run.
+    """Runs wrk (1 thread, CONNECTIONS connections) on CPU 1; returns the figures of the run.
     `mode` is `verify` or `forward` for bench/verify.lua, else keys go in `Authorization`.
 
     Fails on any answer but `expect`. bench/rotate.lua has no per-answer Lua callback: with
     one, wrk hands every answer's headers and body to LuaJIT, and spent 0.55-0.75 us more of
     its own time on each of keyward's answers, whose values change every time, than on a
     fixed answer of the same shape: a load-generator cost that grew with the answer's
-    variety, not the server's work (docs/BENCHMARKS.md, 2026-12-04 later). Instead wrk's own count of non-2xx answers says whether any
-    answer was of the wrong class, and keyward's metrics, read before and after, give the
+    variety, not the server's work (docs/BENCHMARKS.md, 2026-12-04 later). Instead wrk's own
+    count of non-2xx answers says whether any answer was of the wrong class, and keyward's metrics, read before and after, give the
     exact statuses it answered with (`check_metrics=False` leaves that out, for a run whose
     server's work is being counted)."""
     env = {**os.environ, "KEYS_FILE": keys_file or os.devnull, "MODE": mode or "", "CALLER_KEY": caller or ""}
-    argv = ["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{seconds}s", "--latency"]
+    argv = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     if mode:
         argv += ["-s", os.path.join(ROOT, "bench", "verify.lua")]
     elif keys_file:
@@ -158,8 +160,9 @@ def wrk(server, path, keys_file, seconds, expect, mode=None, caller=None, check_
         # wrk does not count the answers still on their way when it stopped, one a connection
         # at most; keyward counts them. Fewer than wrk's would be answers it never counted.
         counted = sum(statuses.values())
-        if not requests <= counted <= requests + 64:
-            raise SystemExit(f"keyward counted {counted} answers on {path}, wrk {requests} (and up to 64 in flight)")
+        if not requests <= counted <= requests + CONNECTIONS:
+            raise SystemExit(f"keyward counted {counted} answers on {path}, wrk {requests} "
+                             f"(and up to {CONNECTIONS} in flight)")
     unexpected = {s: n for s, n in statuses.items() if s != str(expect)}
     if unexpected:
         raise SystemExit(f"unexpected answers on {path}: {unexpected} (expected only {expect})")
