@@ -95,19 +95,30 @@ class Server:
             self.proc.kill()
 
 
-def answered(server, route):
-    """keyward's own count of the answers it gave on `route`, by status, from its `/metrics`;
-    None for a server without them (the hello-world)."""
+def metrics_text(server):
+    """keyward's `/metrics`; None for a server without them (the hello-world)."""
     try:
         with urllib.request.urlopen(server.base + "/metrics") as r:
-            text = r.read().decode()
+            return r.read().decode()
     except urllib.error.HTTPError:
+        return None
+
+
+def answered(server, route):
+    """keyward's own count of the answers it gave on `route`, by status, and of the verify
+    API's answers by code (`verified:valid`, ...), from its `/metrics`; None for a server
+    without them."""
+    text = metrics_text(server)
+    if text is None:
         return None
     counts = {}
     for m in re.finditer(r'^keyward_http_requests_total\{method="[A-Z]+",route="([^"]*)",status="(\d+)"\} (\d+)$',
                          text, re.M):
         if m.group(1) == route:
             counts[m.group(2)] = counts.get(m.group(2), 0) + int(m.group(3))
+    if route == "/v1/keys/verify":
+        for m in re.finditer(r'^keyward_verifications_total\{code="([a-z_]+)"\} (\d+)$', text, re.M):
+            counts["verified:" + m.group(1)] = int(m.group(2))
     return counts
 
 
@@ -127,21 +138,22 @@ def wrk(server, path, keys_file, seconds, expect, mode=None, caller=None, check_
     """Runs wrk (1 thread, CONNECTIONS connections) on CPU 1; returns the figures of the run.
     `mode` is `verify` or `forward` for bench/verify.lua, else keys go in `Authorization`.
 
-    Fails on any answer but `expect`. bench/rotate.lua has no per-answer Lua callback: with
-    one, wrk hands every answer's headers and body to LuaJIT, and spent 0.55-0.75 us more of
-    its own time on each of keyward's answers, whose values change every time, than on a
-    fixed answer of the same shape: a load-generator cost that grew with the answer's
-    variety, not the server's work (docs/BENCHMARKS.md, 2026-12-04 later). Instead wrk's own
-    count of non-2xx answers says whether any answer was of the wrong class, and keyward's metrics, read before and after, give the
-    exact statuses it answered with (`check_metrics=False` leaves that out, for a run whose
-    server's work is being counted)."""
+    Fails on any answer but `expect` (for the verify API, always a 200: on any code but
+    `valid`). Neither wrk script has a per-answer Lua callback: with one, wrk hands every
+    answer's headers and body to LuaJIT, and spent 0.55-0.75 us more of its own time on each
+    of keyward's answers, whose values change every time, than on a fixed answer of the same
+    shape: a load-generator cost that grew with the answer's variety, not the server's work
+    (docs/BENCHMARKS.md, 2026-12-04 later). Instead wrk's own count of non-2xx answers says
+    whether any answer was of the wrong class, and keyward's metrics, read before and after,
+    give the exact statuses (and verify codes) it answered with (`check_metrics=False` leaves
+    that out, for a run whose server's work is being counted)."""
     env = {**os.environ, "KEYS_FILE": keys_file or os.devnull, "MODE": mode or "", "CALLER_KEY": caller or ""}
     argv = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     if mode:
         argv += ["-s", os.path.join(ROOT, "bench", "verify.lua")]
     elif keys_file:
         argv += ["-s", os.path.join(ROOT, "bench", "rotate.lua")]
-    before = answered(server, path) if keys_file and not mode and check_metrics else None
+    before = answered(server, path) if keys_file and check_metrics else None
     cpu_before, steal_before = server.cpu_seconds(), steal_ticks()
     out = subprocess.run(argv + [server.base + path], capture_output=True, text=True, env=env, check=True).stdout
     cpu = server.cpu_seconds() - cpu_before
@@ -149,23 +161,20 @@ def wrk(server, path, keys_file, seconds, expect, mode=None, caller=None, check_
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     statuses = {}
-    m = re.search(r"STATUSES (.*)", out)
-    if m:
-        for part in m.group(1).split():
-            status, n = part.split("=")
-            statuses[status] = int(n)
-    elif before is not None:
+    if before is not None:
         after = answered_settled(server, path)
         statuses = {s: n - before.get(s, 0) for s, n in after.items() if n - before.get(s, 0)}
         # wrk does not count the answers still on their way when it stopped, one a connection
         # at most; keyward counts them. Fewer than wrk's would be answers it never counted.
-        counted = sum(statuses.values())
-        if not requests <= counted <= requests + CONNECTIONS:
-            raise SystemExit(f"keyward counted {counted} answers on {path}, wrk {requests} "
-                             f"(and up to {CONNECTIONS} in flight)")
-    unexpected = {s: n for s, n in statuses.items() if s != str(expect)}
+        for label, counted in (("answers", sum(n for s, n in statuses.items() if s.isdigit())),
+                               ("verifications", sum(n for s, n in statuses.items() if s.startswith("verified:")))):
+            if (label == "answers" or mode == "verify") and not requests <= counted <= requests + CONNECTIONS:
+                raise SystemExit(f"keyward counted {counted} {label} on {path}, wrk {requests} "
+                                 f"(and up to {CONNECTIONS} in flight)")
+    wanted = {str(expect)} | ({"verified:valid"} if mode == "verify" else set())
+    unexpected = {s: n for s, n in statuses.items() if s not in wanted}
     if unexpected:
-        raise SystemExit(f"unexpected answers on {path}: {unexpected} (expected only {expect})")
+        raise SystemExit(f"unexpected answers on {path}: {unexpected} (expected only {sorted(wanted)})")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     refused = int(errors.group(1)) if errors else 0
     if expect == 200 and refused:
@@ -504,8 +513,8 @@ def main():
         r = results["keyward_10k"][name]
         log(f"whoami {name}: {r['rps']:.0f} req/s, {r['cpu_us_per_req']:.2f} µs CPU/req, p99 {r['p99_us']:.0f} µs")
     # The same keys through the verify API (caller: the admin key) and forward auth.
-    for name, mode, expect in [("verify", "verify", 200), ("forward", "forward", 200)]:
-        r = wrk(server, "/", keys_file, a.duration, expect, mode=mode, caller=admin)
+    for name, route in [("verify", "/v1/keys/verify"), ("forward", "/v1/auth/forward")]:
+        r = wrk(server, route, keys_file, a.duration, 200, mode=name, caller=admin)
         results["keyward_10k"][name] = r
         log(f"{name}: {r['rps']:.0f} req/s, {r['cpu_us_per_req']:.2f} µs CPU/req, p99 {r['p99_us']:.0f} µs")
     results["keyward_10k"]["rss_mib"] = server.rss_mib()

@@ -185,6 +185,7 @@ impl DirectCounts {
 struct Inner {
     routes: HashMap<String, RouteStats, foldhash::fast::RandomState>,
     auth_failures: BTreeMap<&'static str, u64>,
+    verifications: BTreeMap<&'static str, u64>,
     rate_limited: u64,
 }
 
@@ -261,6 +262,15 @@ impl Metrics {
         }
     }
 
+    /// Records one answer of the verify API by its `code`: `valid` or the §3 code the checked
+    /// key would get. The answer is a 200 either way, so the status alone cannot tell an
+    /// operator how many of the keys their services checked passed.
+    pub fn verification(&self, code: &'static str) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.verifications.entry(code).or_default() += 1;
+        }
+    }
+
     pub fn rate_limited(&self) {
         if let Ok(mut m) = self.inner.lock() {
             m.rate_limited += 1;
@@ -333,6 +343,11 @@ impl Metrics {
         for (code, n) in &m.auth_failures {
             let _ = writeln!(out, "keyward_auth_failures_total{{code=\"{code}\"}} {n}");
         }
+        let _ = writeln!(out, "# HELP keyward_verifications_total Keys checked through POST /v1/keys/verify, by the code answered (valid, or the refusal's).");
+        let _ = writeln!(out, "# TYPE keyward_verifications_total counter");
+        for (code, n) in &m.verifications {
+            let _ = writeln!(out, "keyward_verifications_total{{code=\"{code}\"}} {n}");
+        }
         let _ = writeln!(
             out,
             "# HELP keyward_rate_limited_total Requests refused by the rate limiter."
@@ -364,6 +379,9 @@ mod tests {
         m.observe_request("GET", "/v1/whoami", 200, Duration::from_millis(2));
         m.observe_request("BREW", "unmatched", 404, Duration::from_millis(1));
         m.auth_failure("invalid_api_key");
+        m.verification("valid");
+        m.verification("valid");
+        m.verification("revoked_api_key");
         m.rate_limited();
         let render = || {
             m.render(&[(
@@ -403,6 +421,8 @@ mod tests {
             "keyward_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/whoami\"} 3"
         ));
         assert!(text.contains("keyward_auth_failures_total{code=\"invalid_api_key\"} 1"));
+        assert!(text.contains("keyward_verifications_total{code=\"valid\"} 2\n"));
+        assert!(text.contains("keyward_verifications_total{code=\"revoked_api_key\"} 1\n"));
         assert!(text.contains("keyward_rate_limited_total 1"));
         assert!(text.contains("keyward_generation_jobs{state=\"queued\"} 2"));
     }

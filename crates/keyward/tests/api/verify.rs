@@ -414,3 +414,48 @@ async fn the_checked_key_usage_is_counted() {
         .unwrap();
     assert!(record.last_used_at.is_some(), "last_used_at moves too");
 }
+
+/// Every answer is a 200, so `/metrics` counts them by the code answered: an operator sees
+/// how many of the keys their services checked passed, and why the others did not.
+#[tokio::test]
+async fn metrics_count_verifications_by_the_code_answered() {
+    let app = spawn_app_with(with_reports).await;
+    let t = app.tenant("Acme", "pro", &["keys:verify"]).await;
+    let (_, _, reader) = app.agent(&t.org, "Reader", &["content:read"], None).await;
+    for body in [
+        json!({"key": reader}),
+        json!({"key": reader}),
+        json!({"key": reader, "capability": "reports:read"}),
+        json!({"key": "kw_not_a_key"}),
+        json!({"key": unknown_key()}),
+    ] {
+        verify(&app, &t.key, body).await;
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (code, n) in [
+        ("valid", 2),
+        ("insufficient_capability", 1),
+        ("malformed_api_key", 1),
+        ("invalid_api_key", 1),
+    ] {
+        let line = format!("keyward_verifications_total{{code=\"{code}\"}} {n}\n");
+        assert!(text.contains(&line), "no {line:?} in {text}");
+    }
+    assert_eq!(
+        text.matches("keyward_verifications_total{").count(),
+        4,
+        "only the codes answered: {text}"
+    );
+    assert!(
+        !text.contains(&reader),
+        "a checked key never becomes a label"
+    );
+}

@@ -75,6 +75,17 @@ pub async fn verify(
     auth: Auth<KeysVerify>,
     Body(body): Body<VerifyKey>,
 ) -> Result<Json<VerifyView>, ApiError> {
+    let view = check(&state, &auth, body).await?;
+    state.metrics.verification(view.code);
+    Ok(Json(view))
+}
+
+/// The answer about the checked key, before it is counted by its code.
+async fn check(
+    state: &AppState,
+    auth: &Auth<KeysVerify>,
+    body: VerifyKey,
+) -> Result<VerifyView, ApiError> {
     // A malformed name is the caller's mistake, refused before the key is looked at (and
     // without repeating it: a confused caller may have put a key there).
     let capability = body
@@ -96,7 +107,7 @@ pub async fn verify(
     let now = state.service.now();
     let principal = match checked {
         Ok(principal) if visible(&auth.caller(), &principal.key) => principal,
-        Ok(_) => return Ok(Json(refused(AuthFailure::Invalid))),
+        Ok(_) => return Ok(refused(AuthFailure::Invalid)),
         Err(Refusal {
             failure,
             found: Some(found),
@@ -108,7 +119,7 @@ pub async fn verify(
                 name: found.agent_name.clone(),
                 capabilities: found.capabilities.names(),
             });
-            return Ok(Json(view));
+            return Ok(view);
         }
         // Malformed, unknown, or somebody else's: nothing to show.
         Err(Refusal { failure, found }) => {
@@ -117,11 +128,11 @@ pub async fn verify(
             } else {
                 failure
             };
-            return Ok(Json(refused(failure)));
+            return Ok(refused(failure));
         }
     };
 
-    let (decision, limit, _) = consume(&state, &principal).await?;
+    let (decision, limit, _) = consume(state, &principal).await?;
     let rate_limit = Some(RateLimitState {
         limit: decision.limit,
         remaining: decision.remaining,
@@ -143,7 +154,7 @@ pub async fn verify(
     state
         .recorder
         .record(&principal.usage, state.service.now(), outcome);
-    Ok(Json(VerifyView {
+    Ok(VerifyView {
         valid: code == "valid",
         code,
         message,
@@ -151,7 +162,7 @@ pub async fn verify(
         agent: Some(agent_of(&principal)),
         capabilities: principal.capabilities.names(),
         rate_limit,
-    }))
+    })
 }
 
 /// Whether the caller may see this key: same organization and, for a team-scoped caller,
