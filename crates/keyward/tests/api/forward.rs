@@ -426,3 +426,88 @@ async fn envoy_appends_the_original_path_and_keeps_the_method() {
     .await;
     refused(&r, 401, "missing_api_key");
 }
+
+/// `GET /v1/auth/forward` is answered by the gate without the router, `HEAD` through the
+/// routed layers: for each kind of answer both give the same status and the same headers,
+/// values included (but the request id, the window's count and the date), and the same
+/// error in `X-Keyward-Error`.
+#[tokio::test]
+async fn the_gate_answers_exactly_as_the_routed_layers_do() {
+    let app = spawn_app_with(rules).await;
+    let t = app.tenant("Acme", "pro", ALL).await;
+    let (agent, _, reports) = app.agent(&t.org, "Reports", &["reports:read"], None).await;
+    let (_, single) = key_for(
+        &app,
+        &t.org,
+        &agent,
+        None,
+        Some(RateLimit::new(2, 60).unwrap()),
+    )
+    .await;
+    let send = |method: reqwest::Method, key: Option<&str>, uri: &str| {
+        let mut req = app
+            .client
+            .request(method, app.url("/v1/auth/forward"))
+            .header("X-Original-Method", "GET")
+            .header("X-Original-URI", uri);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        async move { Reply::from(req.send().await.unwrap()).await }
+    };
+    let comparable = |r: &Reply| {
+        let mut headers: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .filter(|(name, _)| {
+                !matches!(
+                    name.as_str(),
+                    "x-request-id" | "date" | "x-ratelimit-remaining" | "ratelimit"
+                )
+            })
+            .map(|(name, value)| {
+                let value = value.to_str().unwrap().to_string();
+                let value = match name.as_str() {
+                    // The same error, but for the request id inside it.
+                    "x-keyward-error" => {
+                        let mut e: Value = serde_json::from_str(&value).unwrap();
+                        e["error"]["request_id"] = Value::Null;
+                        e.to_string()
+                    }
+                    _ => value,
+                };
+                (name.as_str().to_string(), value)
+            })
+            .collect();
+        headers.sort();
+        (r.status, headers)
+    };
+    let cases: [(Option<&str>, &str); 7] = [
+        (Some(&reports), "/reports/1"),
+        (Some(&reports), "/admin/x"),
+        (Some(&reports), "/nowhere"),
+        (Some(&reports), "/reports?api_key=x"),
+        (None, "/reports"),
+        (Some("kw_short"), "/reports"),
+        (Some(&unknown_key()), "/reports"),
+    ];
+    for (key, uri) in cases {
+        let direct = send(reqwest::Method::GET, key, uri).await;
+        let routed = send(reqwest::Method::HEAD, key, uri).await;
+        assert_eq!(comparable(&direct), comparable(&routed), "{uri}");
+        assert!(direct.headers.contains_key("x-request-id"));
+    }
+    // The window: the first two pass, then both answer 429 alike.
+    let pass = send(reqwest::Method::GET, Some(&single), "/reports/1").await;
+    let routed_pass = send(reqwest::Method::HEAD, Some(&single), "/reports/1").await;
+    assert_eq!(comparable(&pass), comparable(&routed_pass));
+    pass.expect(200, "");
+    let limited = send(reqwest::Method::GET, Some(&single), "/reports/1").await;
+    let routed_limited = send(reqwest::Method::HEAD, Some(&single), "/reports/1").await;
+    limited.expect(429, "rate_limited");
+    assert_eq!(limited.status, routed_limited.status);
+    assert_eq!(
+        limited.headers.get("x-keyward-error").is_some(),
+        routed_limited.headers.get("x-keyward-error").is_some()
+    );
+}

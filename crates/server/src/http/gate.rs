@@ -4,13 +4,14 @@
 //! them, opens the request's debug span, turns a panic anywhere below into the one error
 //! shape, and writes error bodies and `X-Request-Id` on the way out ([`request_id::finish`]).
 //!
-//! One route skips the router: `GET /v1/whoami`, the key check that API gateways and clients
-//! call on every request (docs/BENCHMARKS.md). It goes through the same steps as a routed
-//! key request — [`super::observed`] (keys in the query refused, metrics) and
-//! [`auth::admit`]/[`auth::answer`] (credential, key, rate limit, headers, usage) — composed
-//! directly instead of through the router's nested, boxed layers, whose moves and clones
-//! of the request cost more than the key check itself. Every other request, `HEAD
-//! /v1/whoami` included, is routed.
+//! Two routes skip the router: `GET /v1/whoami`, the key check that API gateways and clients
+//! call on every request, and `GET /v1/auth/forward`, which a reverse proxy calls before
+//! every request it lets through (docs/BENCHMARKS.md). They go through the same steps as a
+//! routed key request — [`super::observed`] (keys in the query refused, metrics) and
+//! [`auth::admit`]/[`auth::answer`] (credential, key, rate limit, headers, usage), with
+//! forward auth's own steps around them ([`v1::forward::direct`]) — composed directly instead
+//! of through the router's nested, boxed layers, whose moves and clones of the request cost
+//! more than the key check itself. Every other request, `HEAD` of either included, is routed.
 
 use std::any::Any;
 use std::future::Future;
@@ -30,8 +31,37 @@ use tower::ServiceExt;
 use super::{auth, observed, request_id, v1, ApiError, AppState};
 use crate::service::Principal;
 
-/// The route answered without the router, as the metrics label it.
+/// The routes answered without the router, as the metrics label them.
 const WHOAMI: &str = crate::metrics::DIRECT_ROUTE;
+const FORWARD: &str = "/v1/auth/forward";
+
+/// A request the gate answers itself.
+#[derive(Clone, Copy)]
+enum Direct {
+    Whoami,
+    Forward,
+}
+
+impl Direct {
+    fn of<B>(req: &Request<B>) -> Option<Direct> {
+        if req.method() != Method::GET {
+            return None;
+        }
+        match req.uri().path() {
+            WHOAMI => Some(Direct::Whoami),
+            FORWARD => Some(Direct::Forward),
+            _ => None,
+        }
+    }
+
+    /// The route's template, as the router would have matched it.
+    fn route(self) -> &'static str {
+        match self {
+            Direct::Whoami => WHOAMI,
+            Direct::Forward => FORWARD,
+        }
+    }
+}
 
 /// Headers that carry a credential, or (forward auth) the original URL, which may carry a key
 /// that is about to be refused.
@@ -68,19 +98,22 @@ where
         route = tracing::field::Empty,
         request_id = id.as_str(),
     );
-    let direct = req.method() == Method::GET && req.uri().path() == WHOAMI;
-    if direct {
-        span.record("route", WHOAMI);
+    let direct = Direct::of(&req);
+    if let Some(route) = direct {
+        span.record("route", route.route());
     }
     let answered = async {
-        if direct {
+        if let Some(route) = direct {
             let (state, id) = (&state, &id);
-            observed(state, req, WHOAMI, |req, arrived| async move {
-                whoami(state, req.headers(), arrived, id).await
+            observed(state, req, route.route(), |req, arrived| async move {
+                match route {
+                    Direct::Whoami => whoami(state, req.headers(), arrived, id).await,
+                    Direct::Forward => v1::forward::direct(state, req.headers(), arrived, id).await,
+                }
             })
             .await
         } else {
-            // Only here is the body wrapped as axum's: the direct route reads none.
+            // Only here is the body wrapped as axum's: the direct routes read none.
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(id.clone());
             if let Some(peer) = peer {

@@ -16,6 +16,13 @@
 //!
 //! [`error_header`] wraps all three and copies an error's JSON body into `X-Keyward-Error`,
 //! because nginx's `auth_request` drops the subrequest's body and can only pass headers on.
+//!
+//! `GET /v1/auth/forward`, which a proxy calls before every request it lets through, is
+//! answered by the gate without the router ([`direct`]): the same steps in the same order,
+//! composed directly (see [`crate::http::gate`]). The Envoy form, and any other method, is
+//! routed through the layers above.
+
+use std::time::Instant;
 
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -24,10 +31,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use keyward_core::forward::Requirement;
 
-use crate::http::auth::{key_in_query, query_has_key, AnyKey, Auth};
+use crate::http::auth::{self, key_in_query, query_has_key, AnyKey, Auth};
 use crate::http::error::ErrorInfo;
 use crate::http::request_id::RequestId;
 use crate::http::{ApiError, AppState};
+use crate::service::Principal;
 
 /// Where the Envoy form of the endpoint starts, as the router sees the full path.
 const ENVOY_PREFIX: &str = "/v1/auth/forward";
@@ -52,7 +60,13 @@ pub async fn target(State(state): State<AppState>, mut req: Request, next: Next)
             suffix.to_string(),
             req.uri().query().map(str::to_string),
         )),
-        _ => from_headers(req.headers()),
+        _ => from_headers(req.headers()).map(|(method, path, query)| {
+            (
+                method.to_string(),
+                path.to_string(),
+                query.map(str::to_string),
+            )
+        }),
     };
     let (method, path, query) = match found {
         Ok(found) => found,
@@ -67,7 +81,7 @@ pub async fn target(State(state): State<AppState>, mut req: Request, next: Next)
 }
 
 /// The method, path and query of the original request from nginx's or Traefik's headers.
-fn from_headers(headers: &HeaderMap) -> Result<(String, String, Option<String>), ApiError> {
+fn from_headers(headers: &HeaderMap) -> Result<(&str, &str, Option<&str>), ApiError> {
     let method = agreed(headers, "X-Original-Method", "X-Forwarded-Method")?;
     let uri = agreed(headers, "X-Original-URI", "X-Forwarded-Uri")?;
     let (Some(method), Some(uri)) = (method, uri) else {
@@ -90,11 +104,7 @@ fn from_headers(headers: &HeaderMap) -> Result<(String, String, Option<String>),
             "The original URI must be a path such as /reports?page=2, or an absolute http(s) URL.",
         )
     })?;
-    Ok((
-        method.to_string(),
-        path.to_string(),
-        query.map(str::to_string),
-    ))
+    Ok((method, path, query))
 }
 
 /// The value of the nginx header or the Traefik one. Both may be present only with the same
@@ -162,15 +172,54 @@ pub async fn error_header(req: Request, next: Next) -> Response {
         .map(|r| r.as_str().to_string())
         .unwrap_or_default();
     let mut response = next.run(req).await;
+    copy_error(&mut response, &request_id);
+    response
+}
+
+/// What [`error_header`] adds: an error answer's body, as its request id will write it, in
+/// `X-Keyward-Error`.
+fn copy_error(response: &mut Response, request_id: &str) {
     let body = response
         .extensions()
         .get::<ErrorInfo>()
-        .map(|ErrorInfo(e)| ascii_json(&e.body(&request_id)));
+        .map(|ErrorInfo(e)| ascii_json(&e.body(request_id)));
     if let Some(v) = body.and_then(|b| HeaderValue::from_str(&b).ok()) {
         response
             .headers_mut()
             .insert(HeaderName::from_static("x-keyward-error"), v);
     }
+}
+
+/// `GET /v1/auth/forward` (nginx, Traefik) as the gate answers it, without the router: the
+/// routed layers' steps in their order — the original request read from the headers (a key
+/// in its query refused), the client's key admitted, the rules and capability decided, the
+/// rate-limit headers and usage, and an error's body copied into `X-Keyward-Error`. `arrived`
+/// is when the request came (the key cache judges its entries' age by it).
+pub async fn direct(
+    state: &AppState,
+    headers: &HeaderMap,
+    arrived: Instant,
+    request_id: &RequestId,
+) -> Response {
+    let mut response = match from_headers(headers) {
+        Err(e) => e.into_response(),
+        Ok((_, _, Some(query))) if query_has_key(query) => {
+            state.metrics.auth_failure("key_in_query");
+            key_in_query().into_response()
+        }
+        Ok((method, path, _)) => {
+            match auth::admit_prefetching(state, headers, arrived, |_| ()).await {
+                Err(refusal) => refusal.into_response(),
+                Ok(admission) => {
+                    auth::answer(state, admission, |principal| async move {
+                        decide(state, &principal, method, path)
+                    })
+                    .await
+                }
+            }
+        }
+    };
+    copy_error(&mut response, request_id.as_str());
     response
 }
 
@@ -233,7 +282,7 @@ pub async fn check(
     auth: Auth<AnyKey>,
     Extension(target): Extension<ForwardTarget>,
 ) -> Response {
-    decide(&state, &auth, &target)
+    decide(&state, &auth.principal, &target.method, &target.path)
 }
 
 /// `/v1/auth/forward/{path}`, any method (Envoy).
@@ -260,12 +309,14 @@ pub async fn check_envoy(
     auth: Auth<AnyKey>,
     Extension(target): Extension<ForwardTarget>,
 ) -> Response {
-    decide(&state, &auth, &target)
+    decide(&state, &auth.principal, &target.method, &target.path)
 }
 
-fn decide(state: &AppState, auth: &Auth<AnyKey>, target: &ForwardTarget) -> Response {
+/// The answer for an admitted key: the capability the rules require of `method path`, then
+/// the identity headers.
+fn decide(state: &AppState, p: &Principal, method: &str, path: &str) -> Response {
     let rules = &state.service.config().forward;
-    let capability = match rules.requirement(&target.method, &target.path) {
+    let capability = match rules.requirement(method, path) {
         Requirement::NoRoute => {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -277,7 +328,6 @@ fn decide(state: &AppState, auth: &Auth<AnyKey>, target: &ForwardTarget) -> Resp
         }
         Requirement::Capability(c) => c,
     };
-    let p = &auth.principal;
     if !p.capabilities.grants(capability.as_str()) {
         return ApiError::insufficient_capability(capability.as_str()).into_response();
     }
@@ -339,9 +389,8 @@ mod tests {
         let mut only_traefik = HeaderMap::new();
         only_traefik.insert("x-forwarded-uri", "/t?x=1".parse().unwrap());
         only_traefik.insert("x-forwarded-method", "POST".parse().unwrap());
-        let (m, p, q) = from_headers(&only_traefik).unwrap();
         assert_eq!(
-            (m.as_str(), p.as_str(), q.as_deref()),
+            from_headers(&only_traefik).unwrap(),
             ("POST", "/t", Some("x=1"))
         );
         assert!(from_headers(&HeaderMap::new()).is_err());
