@@ -43,9 +43,11 @@ impl Capability {
         &self.0
     }
 
-    /// The capability that also grants this one, if any.
-    fn implied_by(&self) -> Option<&'static str> {
-        match self.0.as_str() {
+    /// The capability that also grants the one named `name`, if any. On a name, not a
+    /// `Capability`: [`CapabilitySet::grants`] asks it about any name, on the request path,
+    /// and a `Capability` would be a copy of it.
+    fn implied_by(name: &str) -> Option<&'static str> {
+        match name {
             Self::CONTENT_READ => Some(Self::CONTENT_WRITE),
             Self::KEYS_READ => Some(Self::KEYS_WRITE),
             _ => None,
@@ -202,8 +204,7 @@ impl CapabilitySet {
     /// Whether this set grants `name`, directly or through an implying capability.
     pub fn grants(&self, name: &str) -> bool {
         self.0.iter().any(|c| c.as_str() == name)
-            || Capability(name.to_string())
-                .implied_by()
+            || Capability::implied_by(name)
                 .is_some_and(|stronger| self.0.iter().any(|c| c.as_str() == stronger))
     }
 
