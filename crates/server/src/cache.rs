@@ -27,8 +27,12 @@ pub const DEFAULT_CAPACITY: u64 = 200_000;
 /// watcher (without which the cache is not used at all) and the Redis bus. Each expiry sends a
 /// request to storage on the request path, so the net is wide.
 const KNOWN_TTL: Duration = Duration::from_secs(600);
-/// How long an unknown hash is remembered, at least.
-const UNKNOWN_TTL: Duration = Duration::from_secs(5);
+/// How long an unknown hash is remembered, at least. A safety net too, and no more risky
+/// than the known keys' one: an unknown hash turns known only when a key is made, and that
+/// change invalidates the cache like any other. While cached, a hash is answered without
+/// storage; each expiry is a lookup on the request path. With 5 s, 10 000 unknown keys in
+/// rotation sent 2 000 lookups a second to storage, each some 20 µs of the server's time.
+const UNKNOWN_TTL: Duration = Duration::from_secs(60);
 
 /// `ttl` plus up to half of it again, in milliseconds, drawn at random: keys loaded together
 /// (at start-up, after an invalidation) then expire over a stretch of time instead of all at

@@ -155,6 +155,16 @@ impl ApiError {
 
     /// The JSON body for this error with `request_id`.
     pub fn body(&self, request_id: &str) -> Vec<u8> {
+        if let (Cow::Borrowed(message), None) = (&self.message, &self.field) {
+            if !needs_json_escape(request_id) {
+                return fixed_body(self.code, message, self.status.as_u16(), request_id);
+            }
+        }
+        self.rendered_body(request_id)
+    }
+
+    /// [`ApiError::body`] through the serializer, whatever the error holds.
+    fn rendered_body(&self, request_id: &str) -> Vec<u8> {
         // Messages may quote what the client sent (a value of the wrong type, an unknown
         // field): a key sent in the wrong place is never echoed back.
         let message = match &self.message {
@@ -197,6 +207,65 @@ impl ApiError {
         }
         response
     }
+}
+
+/// Whether `text` has a byte that JSON must escape inside a string.
+fn needs_json_escape(text: &str) -> bool {
+    text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// How many errors of fixed text each thread keeps the body of. There are about thirty such
+/// messages, all `'static`; one past the last kept is rendered each time, as before.
+const FIXED_BODIES: usize = 48;
+
+/// The body of an error of fixed text and no field: everything before the request id's value
+/// is the same for every answer of that error, so each thread renders it once, through the
+/// serializer (so it is exactly what [`ApiError::rendered_body`] writes), and then only
+/// appends the id. A refused key, which a flood of bad keys repeats at the rate of the
+/// server, then costs no serialization. The id must need no escaping.
+fn fixed_body(code: &'static str, message: &'static str, status: u16, request_id: &str) -> Vec<u8> {
+    type Kept = Vec<((usize, usize, u16), Box<[u8]>)>;
+    thread_local! {
+        static KEPT: std::cell::RefCell<Kept> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    const END: &[u8] = b"\"}}";
+    // Fixed texts are told apart by where they are: both are `'static`, never moved.
+    let which = (code.as_ptr().addr(), message.as_ptr().addr(), status);
+    let with_prefix = |prefix: &[u8]| {
+        let mut body = Vec::with_capacity(prefix.len() + request_id.len() + END.len());
+        body.extend_from_slice(prefix);
+        body.extend_from_slice(request_id.as_bytes());
+        body.extend_from_slice(END);
+        body
+    };
+    let render_prefix = || {
+        let mut whole = serde_json::to_vec(&Body {
+            error: Inner {
+                code,
+                message,
+                status,
+                request_id: "",
+                field: None,
+            },
+        })
+        .unwrap_or_default();
+        whole.truncate(whole.len().saturating_sub(END.len()));
+        whole.into_boxed_slice()
+    };
+    KEPT.with(|kept| {
+        let Ok(mut kept) = kept.try_borrow_mut() else {
+            return with_prefix(&render_prefix());
+        };
+        if let Some((_, prefix)) = kept.iter().find(|(k, _)| *k == which) {
+            return with_prefix(prefix);
+        }
+        let prefix = render_prefix();
+        let body = with_prefix(&prefix);
+        if kept.len() < FIXED_BODIES {
+            kept.push((which, prefix));
+        }
+        body
+    })
 }
 
 /// The message for a malformed key, one for each reason, made once: a flood of malformed
@@ -306,6 +375,47 @@ mod tests {
                 )
             );
         }
+    }
+
+    /// A fixed error's body, made from the kept prefix, is byte for byte the serializer's,
+    /// the first time and every time after; ids that need escaping, a field or a message
+    /// made per error take the serializer's way.
+    #[test]
+    fn fixed_bodies_are_the_serializers_own() {
+        let errors = [
+            ApiError::auth(AuthFailure::Invalid),
+            ApiError::auth(AuthFailure::Revoked),
+            ApiError::auth(AuthFailure::Malformed(
+                keyward_core::MalformedKey::BadChecksum,
+            )),
+            ApiError::missing_key(),
+            ApiError::not_found(),
+            ApiError::internal(),
+            ApiError::invalid("name", "The name is too long."),
+            ApiError::new(StatusCode::BAD_REQUEST, "x", format!("made {}", 1)),
+        ];
+        for id in [
+            "req_AbC123",
+            "req_other",
+            "a \"quoted\" id",
+            "back\\slash",
+            "",
+        ] {
+            for e in &errors {
+                for _ in 0..3 {
+                    let body = e.body(id);
+                    assert_eq!(body, e.rendered_body(id), "{} {id:?}", e.code);
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    assert_eq!(v["error"]["request_id"], id);
+                    assert_eq!(v["error"]["code"], e.code);
+                }
+            }
+        }
+        // The same text under another code or status is another body.
+        let a = ApiError::new(StatusCode::BAD_REQUEST, "one", "Same text.");
+        let b = ApiError::new(StatusCode::CONFLICT, "one", "Same text.");
+        assert_ne!(a.body("r"), b.body("r"));
+        assert_eq!(b.body("r"), b.rendered_body("r"));
     }
 
     #[test]
