@@ -759,6 +759,91 @@ pub struct VerifyView {
     pub rate_limit: Option<RateLimitState>,
 }
 
+impl VerifyView {
+    /// The answer for a key of the caller's that reached the limiter: `code` is `valid`, or
+    /// the refusal there (`rate_limited`, `insufficient_capability`) with its `message`.
+    pub fn reached(
+        p: &Principal,
+        now: UnixMillis,
+        code: &'static str,
+        message: Option<String>,
+        rate_limit: Option<RateLimitState>,
+    ) -> Self {
+        VerifyView {
+            valid: code == "valid",
+            code,
+            message,
+            key: Some(KeyView::new(&p.key, now)),
+            agent: Some(WhoamiAgent {
+                id: p.key.agent.to_string(),
+                name: p.agent_name.clone(),
+                capabilities: p.capabilities.names(),
+            }),
+            capabilities: p.capabilities.names(),
+            rate_limit,
+        }
+    }
+}
+
+/// The `POST /v1/keys/verify` answer for a key that passes, rendered on its first check while
+/// the key is cached. All of it but the rate-limit window (the key object, agent and
+/// capabilities) is the same for every check of the key, so a check writes only the window's
+/// three numbers after it, instead of building and serializing the view: a service that asks
+/// before each of its own requests asks about the same keys again and again.
+#[derive(Clone, Debug)]
+pub struct VerifyTemplate {
+    /// The key's status when rendered (see [`WhoamiTemplate`]).
+    status: KeyStatus,
+    /// Up to and including `"rate_limit":`.
+    head: Box<[u8]>,
+}
+
+impl VerifyTemplate {
+    /// Renders the answer for `p` as of `now`, up to its window.
+    pub fn new(p: &Principal, now: UnixMillis) -> Option<Self> {
+        let view = VerifyView::reached(p, now, "valid", None, None);
+        let json = serde_json::to_vec(&view).ok()?;
+        // The window is the view's last field: `"rate_limit":null}` ends the text.
+        let head = json.strip_suffix(b"null}")?;
+        if !head.ends_with(b",\"rate_limit\":") {
+            return None;
+        }
+        Some(Self {
+            status: view.key.as_ref()?.status,
+            head: head.into(),
+        })
+    }
+
+    /// Calls `f` with the pieces of the answer for `p` at `now` with `window`, in order;
+    /// `None` when the key's status changed since rendering.
+    pub fn pieces<R>(
+        &self,
+        p: &Principal,
+        now: UnixMillis,
+        window: &RateLimitState,
+        f: impl FnOnce(&[&[u8]]) -> R,
+    ) -> Option<R> {
+        if p.standing().status(now) != self.status {
+            return None;
+        }
+        let (mut limit, mut remaining, mut reset) = (
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        );
+        Some(f(&[
+            &self.head,
+            b"{\"limit\":",
+            limit.format(window.limit).as_bytes(),
+            b",\"remaining\":",
+            remaining.format(window.remaining).as_bytes(),
+            b",\"reset\":",
+            reset.format(window.reset).as_bytes(),
+            b"}}",
+        ]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -849,6 +934,48 @@ mod tests {
         for (p, t) in [(&a, &ta), (&b, &tb), (&other, &tc)] {
             let expected = serde_json::to_vec(&WhoamiView::new(p, 5)).unwrap();
             assert_eq!(t.body(p, 5), Some(expected));
+        }
+    }
+
+    /// The verify template's answer is the serializer's, byte for byte, for every window,
+    /// and gives way when the key's status changes.
+    #[test]
+    fn verify_template_renders_exactly_and_gives_way_when_the_status_changes() {
+        let expires = 100 * 86_400_000;
+        for name in ["plain", "quote \" and \\ backslash", "caf\u{e9} \u{1F600}"] {
+            let p = principal(name, Some(expires));
+            let template = VerifyTemplate::new(&p, 0).expect("template");
+            for (now, limit, remaining, reset) in [
+                (0, 100, 99, 60_000),
+                (5, 1, 0, 1_800_000_000_000),
+                (9, u64::MAX, 0, -1),
+            ] {
+                let window = || RateLimitState {
+                    limit,
+                    remaining,
+                    reset,
+                };
+                let expected = serde_json::to_vec(&VerifyView::reached(
+                    &p,
+                    now,
+                    "valid",
+                    None,
+                    Some(window()),
+                ))
+                .unwrap();
+                let body = template.pieces(&p, now, &window(), |pieces| pieces.concat());
+                assert_eq!(body, Some(expected), "name {name:?}");
+            }
+            let window = RateLimitState {
+                limit: 1,
+                remaining: 0,
+                reset: 0,
+            };
+            // Within seven days of expiry the key is `expiring`: the template no longer applies.
+            assert_eq!(
+                template.pieces(&p, expires - 86_400_000, &window, |pieces| pieces.concat()),
+                None
+            );
         }
     }
 

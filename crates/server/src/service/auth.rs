@@ -70,6 +70,9 @@ pub struct Principal {
     pub org_name: String,
     pub org_slug: String,
     pub plan: Plan,
+    /// The key's answer to the verify API when it passes, rendered on its first such check
+    /// while cached; read only by that API, so last, away from what every request reads.
+    pub verified: std::sync::OnceLock<Option<crate::views::VerifyTemplate>>,
 }
 
 /// What admitting a request needs of its key, copied out of the key's, agent's and plan's
@@ -126,6 +129,7 @@ impl Principal {
             org_name,
             org_slug,
             plan,
+            verified: std::sync::OnceLock::new(),
         }
     }
 

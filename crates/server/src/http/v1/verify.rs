@@ -4,19 +4,19 @@
 use std::fmt;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keyward_core::Capability;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
-use crate::http::auth::{consume, rate_limited, Auth, KeysVerify};
+use crate::http::auth::{consume, rate_limited, Answered, Auth, KeysVerify};
 use crate::http::extract::Json as Body;
 use crate::http::{ApiError, AppState};
 use crate::recorder::Outcome;
 use crate::service::{AuthFailure, Principal, Refusal};
-use crate::views::{KeyView, RateLimitState, VerifyView, WhoamiAgent};
-use crate::Caller;
+use crate::views::{KeyView, RateLimitState, VerifyTemplate, VerifyView, WhoamiAgent};
 
 /// The key to check. Held as a secret from the moment it is parsed: `Debug` never shows it,
 /// and no answer, log line or error repeats it.
@@ -74,18 +74,23 @@ pub async fn verify(
     State(state): State<AppState>,
     auth: Auth<KeysVerify>,
     Body(body): Body<VerifyKey>,
-) -> Result<Json<VerifyView>, ApiError> {
-    let view = check(&state, &auth, body).await?;
-    state.metrics.verification(view.code);
-    Ok(Json(view))
+) -> Result<Response, ApiError> {
+    let (code, answer) = check(&state, &auth, body).await?;
+    state.metrics.verification(code);
+    Ok(answer)
 }
 
-/// The answer about the checked key, before it is counted by its code.
+/// A view's code and its answer.
+fn answer(view: VerifyView) -> (&'static str, Response) {
+    (view.code, Json(view).into_response())
+}
+
+/// The answer about the checked key, with its code, before it is counted by that code.
 async fn check(
     state: &AppState,
     auth: &Auth<KeysVerify>,
     body: VerifyKey,
-) -> Result<VerifyView, ApiError> {
+) -> Result<(&'static str, Response), ApiError> {
     // A malformed name is the caller's mistake, refused before the key is looked at (and
     // without repeating it: a confused caller may have put a key there).
     let capability = body
@@ -106,12 +111,12 @@ async fn check(
         .await?;
     let now = state.service.now();
     let principal = match checked {
-        Ok(principal) if visible(&auth.caller(), &principal.key) => principal,
-        Ok(_) => return Ok(refused(AuthFailure::Invalid)),
+        Ok(principal) if visible(&auth.principal, &principal.key) => principal,
+        Ok(_) => return Ok(answer(refused(AuthFailure::Invalid))),
         Err(Refusal {
             failure,
             found: Some(found),
-        }) if visible(&auth.caller(), &found.key) => {
+        }) if visible(&auth.principal, &found.key) => {
             let mut view = refused(failure);
             view.key = Some(KeyView::new(&found.key, now));
             view.agent = Some(WhoamiAgent {
@@ -119,7 +124,7 @@ async fn check(
                 name: found.agent_name.clone(),
                 capabilities: found.capabilities.names(),
             });
-            return Ok(view);
+            return Ok(answer(view));
         }
         // Malformed, unknown, or somebody else's: nothing to show.
         Err(Refusal { failure, found }) => {
@@ -128,16 +133,16 @@ async fn check(
             } else {
                 failure
             };
-            return Ok(refused(failure));
+            return Ok(answer(refused(failure)));
         }
     };
 
     let (decision, limit, _) = consume(state, &principal).await?;
-    let rate_limit = Some(RateLimitState {
+    let window = RateLimitState {
         limit: decision.limit,
         remaining: decision.remaining,
         reset: decision.reset_at,
-    });
+    };
     let (code, message, outcome) = if !decision.allowed {
         state.metrics.rate_limited();
         let e = rate_limited(&decision, limit);
@@ -154,29 +159,32 @@ async fn check(
     state
         .recorder
         .record(&principal.usage, state.service.now(), outcome);
-    Ok(VerifyView {
-        valid: code == "valid",
+    if code == "valid" {
+        // The body lives as long as the answer: a piece of the thread's buffer (`arena`).
+        let template = principal
+            .verified
+            .get_or_init(|| VerifyTemplate::new(&principal, now));
+        let body = template
+            .as_ref()
+            .and_then(|t| t.pieces(&principal, now, &window, crate::http::arena::concat));
+        if let Some(body) = body {
+            return Ok((code, Answered::Json(body).into_response()));
+        }
+    }
+    Ok(answer(VerifyView::reached(
+        &principal,
+        now,
         code,
         message,
-        key: Some(KeyView::new(&principal.key, now)),
-        agent: Some(agent_of(&principal)),
-        capabilities: principal.capabilities.names(),
-        rate_limit,
-    })
+        Some(window),
+    )))
 }
 
-/// Whether the caller may see this key: same organization and, for a team-scoped caller,
-/// the same team (SPEC §5: a team-scoped key acts only inside its team).
-fn visible(caller: &Caller, key: &keyward_store::keys::KeyRecord) -> bool {
+/// Whether the calling key may see this key: same organization and, for a team-scoped
+/// caller, the same team (SPEC §5: a team-scoped key acts only inside its team).
+fn visible(caller: &Principal, key: &keyward_store::keys::KeyRecord) -> bool {
+    let caller = &caller.key;
     key.org == caller.org && (caller.team.is_none() || key.team == caller.team)
-}
-
-fn agent_of(p: &Principal) -> WhoamiAgent {
-    WhoamiAgent {
-        id: p.key.agent.to_string(),
-        name: p.agent_name.clone(),
-        capabilities: p.capabilities.names(),
-    }
 }
 
 /// A refusal before the limiter: nothing about the key unless the caller adds it.
