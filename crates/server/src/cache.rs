@@ -1,8 +1,8 @@
 //! The in-process cache of authenticated keys, keyed by the SHA-256 of the presented key.
 //!
 //! It holds everything authentication, capability checks and rate limiting need, so a
-//! request with a known key touches no storage. Unknown hashes are cached too, briefly, so a
-//! flood of one well-formed unknown key cannot reach storage. Concurrent misses of the same
+//! request with a known key touches no storage. Unknown hashes are cached too (a minute or
+//! so), so a flood of well-formed unknown keys that repeat cannot reach storage. Concurrent misses of the same
 //! key are coalesced into one lookup. The cache is bounded, and its eviction resists scans:
 //! the keys in use stay in when a flood of one-off keys arrives.
 //!
@@ -27,11 +27,16 @@ pub const DEFAULT_CAPACITY: u64 = 200_000;
 /// watcher (without which the cache is not used at all) and the Redis bus. Each expiry sends a
 /// request to storage on the request path, so the net is wide.
 const KNOWN_TTL: Duration = Duration::from_secs(600);
-/// How long an unknown hash is remembered, at least. A safety net too, and no more risky
-/// than the known keys' one: an unknown hash turns known only when a key is made, and that
-/// change invalidates the cache like any other. While cached, a hash is answered without
-/// storage; each expiry is a lookup on the request path. With 5 s, 10 000 unknown keys in
-/// rotation sent 2 000 lookups a second to storage, each some 20 µs of the server's time.
+/// How long an unknown hash is remembered, at least. Making a key does not invalidate the
+/// cache (that would empty it on every new key), and need not: a new key's secret is drawn
+/// at random and told only once its row is committed, so no request can have presented it
+/// before, and no entry can say it is unknown. The exception is `keyward dev seed-keys`, whose
+/// secrets exist before their rows: a server already answering for the database it seeds may
+/// refuse a seeded key it was asked about before, for this long (and up to half again).
+/// Each expiry is a lookup on the request path: with 5 s, 10 000 unknown keys in rotation
+/// sent 2 000 lookups a second to storage, each some 20 µs of the server's time. Unknown
+/// entries that keep being asked about hold their place in the cache like known ones; a
+/// flood of one-off keys still cannot push the keys in use out (see the module docs).
 const UNKNOWN_TTL: Duration = Duration::from_secs(60);
 
 /// `ttl` plus up to half of it again, in milliseconds, drawn at random: keys loaded together

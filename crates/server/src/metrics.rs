@@ -1,10 +1,12 @@
 //! Prometheus metrics, kept in memory with bounded labels: routes are matched route
 //! templates (or `unmatched`), never raw paths, so a client cannot grow the label set.
 //!
-//! The one route answered without the router (`GET /v1/whoami`, see `crate::http::gate`)
-//! is counted apart, in counts of each thread's own (`DirectCounts`): the key check that
-//! every request of a customer's API may make should not take a lock shared by all threads,
-//! nor hash its route's name, to count itself. A scrape adds them to the other routes'.
+//! `GET /v1/whoami`, which the gate answers without the router (`crate::http::gate`), is
+//! counted apart, in counts of each thread's own (`DirectCounts`): the key check that every
+//! request of a customer's API may make should not take a lock shared by all threads, nor
+//! hash its route's name, to count itself. A scrape adds them to the other routes'. (Forward
+//! auth, which the gate answers itself too, is counted in the shared map, under the same
+//! label the router would give it.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;

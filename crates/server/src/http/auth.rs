@@ -4,8 +4,8 @@
 //! [`admit`] finds the key and puts it before the rate limiter and [`answer`] runs the handler
 //! (or answers 429), adds the rate-limit headers and counts the request. `authenticate`
 //! composes the two as the layer of every routed `/v1` key route, before the handler and so
-//! before any body is read; the gate composes them for `GET /v1/whoami` (see
-//! [`super::gate`]). [`Auth`] then checks the capability the handler needs.
+//! before any body is read; the gate composes them for `GET /v1/whoami` and `GET
+//! /v1/auth/forward` (see [`super::gate`]). [`Auth`] then checks the capability the handler needs.
 
 use std::marker::PhantomData;
 use std::net::IpAddr;

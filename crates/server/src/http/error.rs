@@ -224,13 +224,16 @@ const FIXED_BODIES: usize = 48;
 /// appends the id. A refused key, which a flood of bad keys repeats at the rate of the
 /// server, then costs no serialization. The id must need no escaping.
 fn fixed_body(code: &'static str, message: &'static str, status: u16, request_id: &str) -> Vec<u8> {
-    type Kept = Vec<((usize, usize, u16), Box<[u8]>)>;
+    type Kept = Vec<((&'static str, &'static str, u16), Box<[u8]>)>;
     thread_local! {
         static KEPT: std::cell::RefCell<Kept> = const { std::cell::RefCell::new(Vec::new()) };
     }
     const END: &[u8] = b"\"}}";
-    // Fixed texts are told apart by where they are: both are `'static`, never moved.
-    let which = (code.as_ptr().addr(), message.as_ptr().addr(), status);
+    // Fixed texts are told apart by where they are and how long: both are `'static`, never
+    // moved, so the same place and length is the same text.
+    let same = |(c, m, s): &(&'static str, &'static str, u16)| {
+        std::ptr::eq(*c, code) && std::ptr::eq(*m, message) && *s == status
+    };
     let with_prefix = |prefix: &[u8]| {
         let mut body = Vec::with_capacity(prefix.len() + request_id.len() + END.len());
         body.extend_from_slice(prefix);
@@ -256,13 +259,13 @@ fn fixed_body(code: &'static str, message: &'static str, status: u16, request_id
         let Ok(mut kept) = kept.try_borrow_mut() else {
             return with_prefix(&render_prefix());
         };
-        if let Some((_, prefix)) = kept.iter().find(|(k, _)| *k == which) {
+        if let Some((_, prefix)) = kept.iter().find(|(k, _)| same(k)) {
             return with_prefix(prefix);
         }
         let prefix = render_prefix();
         let body = with_prefix(&prefix);
         if kept.len() < FIXED_BODIES {
-            kept.push((which, prefix));
+            kept.push(((code, message, status), prefix));
         }
         body
     })

@@ -31,9 +31,9 @@ use tower::ServiceExt;
 use super::{auth, observed, request_id, v1, ApiError, AppState};
 use crate::service::Principal;
 
-/// The routes answered without the router, as the metrics label them.
+// The routes answered without the router, as the metrics label them.
 const WHOAMI: &str = crate::metrics::DIRECT_ROUTE;
-const FORWARD: &str = "/v1/auth/forward";
+const FORWARD: &str = v1::forward::PATH;
 
 /// A request the gate answers itself.
 #[derive(Clone, Copy)]

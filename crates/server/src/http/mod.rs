@@ -67,7 +67,8 @@ pub struct Shared {
 ///    headers, opens its debug span (method, matched route, request id — never the query
 ///    string, which may carry a key about to be refused) and catches panics; on the way out
 ///    it writes every error body in the one shape and `X-Request-Id` on every response. It
-///    answers `GET /v1/whoami` itself, through the same steps as below;
+///    answers `GET /v1/whoami` and `GET /v1/auth/forward` itself, through the same steps as
+///    below;
 /// 2. the router picks the route (or the fallback);
 /// 3. `observe` refuses keys in the query of every `/v1` path (known or not) and records each
 ///    answer in the metrics under its matched route (it runs inside the router, where the

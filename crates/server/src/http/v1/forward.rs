@@ -37,8 +37,9 @@ use crate::http::request_id::RequestId;
 use crate::http::{ApiError, AppState};
 use crate::service::Principal;
 
-/// Where the Envoy form of the endpoint starts, as the router sees the full path.
-const ENVOY_PREFIX: &str = "/v1/auth/forward";
+/// The endpoint's path, as the router sees it and the metrics label it; the Envoy form
+/// appends the original path to it.
+pub const PATH: &str = "/v1/auth/forward";
 
 /// The original request a proxy asks about.
 #[derive(Clone, Debug)]
@@ -54,7 +55,7 @@ pub async fn target(State(state): State<AppState>, mut req: Request, next: Next)
         .extensions()
         .get::<OriginalUri>()
         .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
-    let found = match full_path.strip_prefix(ENVOY_PREFIX) {
+    let found = match full_path.strip_prefix(PATH) {
         Some(suffix) if suffix.starts_with('/') => Ok((
             req.method().as_str().to_string(),
             suffix.to_string(),
