@@ -34,7 +34,7 @@ const KNOWN_TTL: Duration = Duration::from_secs(600);
 /// secrets exist before their rows: a server already answering for the database it seeds may
 /// refuse a seeded key it was asked about before, for this long (and up to half again).
 /// Each expiry is a lookup on the request path: with 5 s, 10 000 unknown keys in rotation
-/// sent 2 000 lookups a second to storage, each some 20 µs of the server's time. Unknown
+/// sent 2 000 lookups a second to storage, each 20-45 µs of the server's time. Unknown
 /// entries that keep being asked about hold their place in the cache like known ones; a
 /// flood of one-off keys still cannot push the keys in use out (see the module docs).
 const UNKNOWN_TTL: Duration = Duration::from_secs(60);

@@ -5,7 +5,9 @@ use keyward_core::{ForwardRule, ForwardRules, RateLimit};
 use keyward_server::{Caller, Config};
 use serde_json::Value;
 
-use crate::helpers::{key_for, spawn_app_with, unknown_key, with_reports, Reply, TestApp, ALL};
+use crate::helpers::{
+    key_for, spawn_app_with, unknown_key, with_reports, Reply, Tenant, TestApp, ALL,
+};
 use crate::usage::{totals, wait_for_usage};
 
 /// The rules the tests run under: first match wins, no default.
@@ -45,6 +47,36 @@ async fn ask(app: &TestApp, proxy: Proxy, method: &str, uri: &str, key: Option<&
         req = req.bearer_auth(key);
     }
     Reply::from(req.send().await.unwrap()).await
+}
+
+/// What the refusals of §3 after the key's format need: Acme (on `pro`), an organization on a
+/// plan without API access, and a revoked and an expired key of Acme's agent `Gone`, which
+/// has `capability` (the clock is moved past the expiry).
+struct Refusals {
+    t: Tenant,
+    free: Tenant,
+    gone: keyward_core::AgentId,
+    revoked: String,
+    expired: String,
+}
+
+async fn refusals(app: &TestApp, capability: &str) -> Refusals {
+    let t = app.tenant("Acme", "pro", ALL).await;
+    let free = app.tenant("Free", "free", ALL).await;
+    let (gone, revoked_id, revoked) = app.agent(&t.org, "Gone", &[capability], None).await;
+    app.service
+        .revoke_key(&Caller::cli(t.org.clone()), &revoked_id, None)
+        .await
+        .unwrap();
+    let (_, expired) = key_for(app, &t.org, &gone, Some(app.service.now() + 1_000), None).await;
+    app.clock.advance(2_000);
+    Refusals {
+        t,
+        free,
+        gone,
+        revoked,
+        expired,
+    }
 }
 
 /// A refusal: the §3 shape, and the same body in `X-Keyward-Error` for nginx.
@@ -203,16 +235,13 @@ async fn a_default_capability_covers_what_no_rule_matches() {
 #[tokio::test]
 async fn every_refusal_of_section_3_with_its_status_headers_and_body() {
     let app = spawn_app_with(rules).await;
-    let t = app.tenant("Acme", "pro", ALL).await;
-    let free = app.tenant("Free", "free", ALL).await;
-    let caller = Caller::cli(t.org.clone());
-    let (agent, revoked_id, revoked) = app.agent(&t.org, "Gone", &["content:read"], None).await;
-    app.service
-        .revoke_key(&caller, &revoked_id, None)
-        .await
-        .unwrap();
-    let (_, expired) = key_for(&app, &t.org, &agent, Some(app.service.now() + 1_000), None).await;
-    app.clock.advance(2_000);
+    let Refusals {
+        t,
+        free,
+        revoked,
+        expired,
+        ..
+    } = refusals(&app, "content:read").await;
     let unknown = unknown_key();
     let realm = "Bearer realm=\"keyward\"";
     let invalid_token = "Bearer realm=\"keyward\", error=\"invalid_token\"";
@@ -434,16 +463,13 @@ async fn envoy_appends_the_original_path_and_keeps_the_method() {
 #[tokio::test]
 async fn the_gate_answers_exactly_as_the_routed_layers_do() {
     let app = spawn_app_with(rules).await;
-    let t = app.tenant("Acme", "pro", ALL).await;
-    let free = app.tenant("Free", "free", ALL).await;
-    let caller = Caller::cli(t.org.clone());
-    let (agent, revoked_id, revoked) = app.agent(&t.org, "Gone", &["reports:read"], None).await;
-    app.service
-        .revoke_key(&caller, &revoked_id, None)
-        .await
-        .unwrap();
-    let (_, expired) = key_for(&app, &t.org, &agent, Some(app.service.now() + 1_000), None).await;
-    app.clock.advance(2_000);
+    let Refusals {
+        t,
+        free,
+        gone: agent,
+        revoked,
+        expired,
+    } = refusals(&app, "reports:read").await;
     let (_, _, reports) = app.agent(&t.org, "Reports", &["reports:read"], None).await;
     let (_, single) = key_for(
         &app,
