@@ -73,6 +73,8 @@ pub struct Principal {
     /// The key's answer to the verify API when it passes, rendered on its first such check
     /// while cached; read only by that API, so last, away from what every request reads.
     pub verified: std::sync::OnceLock<Option<crate::views::VerifyTemplate>>,
+    /// The key's identity headers for forward auth, made on its first such answer.
+    pub forwarded: std::sync::OnceLock<crate::views::ForwardIdentity>,
 }
 
 /// What admitting a request needs of its key, copied out of the key's, agent's and plan's
@@ -130,6 +132,7 @@ impl Principal {
             org_slug,
             plan,
             verified: std::sync::OnceLock::new(),
+            forwarded: std::sync::OnceLock::new(),
         }
     }
 

@@ -36,6 +36,7 @@ use crate::http::error::ErrorInfo;
 use crate::http::request_id::RequestId;
 use crate::http::{ApiError, AppState};
 use crate::service::Principal;
+use crate::views::ForwardIdentity;
 
 /// The endpoint's path, as the router sees it and the metrics label it; the Envoy form
 /// appends the original path to it.
@@ -369,19 +370,10 @@ fn decide(state: &AppState, p: &Principal, method: &str, path: &str) -> Response
     }
     // Room for these five, the five rate-limit headers and the request id: never regrown.
     let mut headers = HeaderMap::with_capacity(11);
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
-    };
-    set("x-keyward-key-id", p.key.id.as_str());
-    set("x-keyward-agent-id", p.key.agent.as_str());
-    set("x-keyward-org-id", p.key.org.as_str());
-    set(
-        "x-keyward-team-id",
-        p.key.team.as_ref().map_or("", |t| t.as_str()),
-    );
-    set("x-keyward-capabilities", &p.capabilities.names().join(","));
+    let identity = p.forwarded.get_or_init(|| ForwardIdentity::new(p));
+    for (name, value) in identity.headers() {
+        headers.insert(name.clone(), value.clone());
+    }
     (StatusCode::OK, headers).into_response()
 }
 
