@@ -2,9 +2,9 @@
 //!
 //! It holds everything authentication, capability checks and rate limiting need, so a
 //! request with a known key touches no storage. Unknown hashes are cached too (a minute or
-//! so), so a flood of well-formed unknown keys that repeat cannot reach storage. Concurrent misses of the same
-//! key are coalesced into one lookup. The cache is bounded, and its eviction resists scans:
-//! the keys in use stay in when a flood of one-off keys arrives.
+//! so), so a flood of well-formed unknown keys that repeat cannot reach storage. Concurrent
+//! misses of the same key are coalesced into one lookup. The cache is bounded, and its
+//! eviction resists scans: the keys in use stay in when a flood of one-off keys arrives.
 //!
 //! Staleness is bounded two ways: every change made through this process's service layer
 //! invalidates the cache right after it commits (so the very next request sees it), and a

@@ -316,6 +316,17 @@ pub struct WhoamiAgent {
     pub capabilities: Vec<String>,
 }
 
+impl WhoamiAgent {
+    /// The agent of `p`'s key.
+    pub fn of(p: &Principal) -> Self {
+        WhoamiAgent {
+            id: p.key.agent.to_string(),
+            name: p.agent_name.clone(),
+            capabilities: p.capabilities.names(),
+        }
+    }
+}
+
 #[derive(Serialize, Debug, ToSchema)]
 pub struct WhoamiOrg {
     pub id: String,
@@ -349,11 +360,7 @@ impl WhoamiView {
                 last_used_at: Some(rfc3339(now)),
                 ..KeyView::new(&p.key, now)
             },
-            agent: WhoamiAgent {
-                id: p.key.agent.to_string(),
-                name: p.agent_name.clone(),
-                capabilities: p.capabilities.names(),
-            },
+            agent: WhoamiAgent::of(p),
             organization: WhoamiOrg {
                 id: p.key.org.to_string(),
                 name: p.org_name.clone(),
@@ -774,11 +781,7 @@ impl VerifyView {
             code,
             message,
             key: Some(KeyView::new(&p.key, now)),
-            agent: Some(WhoamiAgent {
-                id: p.key.agent.to_string(),
-                name: p.agent_name.clone(),
-                capabilities: p.capabilities.names(),
-            }),
+            agent: Some(WhoamiAgent::of(p)),
             capabilities: p.capabilities.names(),
             rate_limit,
         }

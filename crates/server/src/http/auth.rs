@@ -4,8 +4,9 @@
 //! [`admit`] finds the key and puts it before the rate limiter and [`answer`] runs the handler
 //! (or answers 429), adds the rate-limit headers and counts the request. `authenticate`
 //! composes the two as the layer of every routed `/v1` key route, before the handler and so
-//! before any body is read; the gate composes them for `GET /v1/whoami` and `GET
-//! /v1/auth/forward` (see [`super::gate`]). [`Auth`] then checks the capability the handler needs.
+//! before any body is read; the gate composes them for `GET /v1/whoami` and
+//! `GET /v1/auth/forward` (see [`super::gate`]). [`Auth`] then checks the capability the
+//! handler needs.
 
 use std::marker::PhantomData;
 use std::net::IpAddr;
@@ -43,13 +44,17 @@ pub fn query_has_key(query: &str) -> bool {
         .any(|(name, _)| KEY_QUERY_PARAMS.contains(&name.as_ref()))
 }
 
-pub fn key_in_query() -> ApiError {
+/// The refusal of a key in a URL's query (ours, or the original request's in forward auth),
+/// counted in the metrics.
+pub fn refuse_key_in_query(state: &AppState) -> Response {
+    state.metrics.auth_failure("key_in_query");
     ApiError::new(
         axum::http::StatusCode::BAD_REQUEST,
         "key_in_query",
         "API keys must not be sent in the URL, where they end up in logs. Send the key in the \
          'Authorization: Bearer <key>' or 'X-API-Key' header, and revoke any key that was sent in a URL.",
     )
+    .into_response()
 }
 
 /// A static name: compared with the request's header names, never built per request.

@@ -192,14 +192,12 @@ where
     F: FnOnce(axum::http::Request<B>, std::time::Instant) -> Fut,
     Fut: Future<Output = Response>,
 {
-    use axum::response::IntoResponse;
     let start = std::time::Instant::now();
     let method = crate::metrics::method_label(req.method().as_str());
     let path = req.uri().path();
     let under_v1 = path == "/v1" || path.starts_with("/v1/");
     let response = if under_v1 && req.uri().query().is_some_and(auth::query_has_key) {
-        state.metrics.auth_failure("key_in_query");
-        auth::key_in_query().into_response()
+        auth::refuse_key_in_query(state)
     } else {
         answer(req, start).await
     };

@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use keyward_core::forward::Requirement;
 
-use crate::http::auth::{self, key_in_query, query_has_key, AnyKey, Auth};
+use crate::http::auth::{self, query_has_key, refuse_key_in_query, AnyKey, Auth};
 use crate::http::error::ErrorInfo;
 use crate::http::request_id::RequestId;
 use crate::http::{ApiError, AppState};
@@ -75,8 +75,7 @@ pub async fn target(State(state): State<AppState>, mut req: Request, next: Next)
         Err(e) => return e.into_response(),
     };
     if query.as_deref().is_some_and(query_has_key) {
-        state.metrics.auth_failure("key_in_query");
-        return key_in_query().into_response();
+        return refuse_key_in_query(&state);
     }
     req.extensions_mut().insert(ForwardTarget { method, path });
     next.run(req).await
@@ -240,10 +239,7 @@ pub async fn direct(
 ) -> Response {
     let mut response = match from_headers(headers) {
         Err(e) => e.into_response(),
-        Ok((_, _, Some(query))) if query_has_key(query) => {
-            state.metrics.auth_failure("key_in_query");
-            key_in_query().into_response()
-        }
+        Ok((_, _, Some(query))) if query_has_key(query) => refuse_key_in_query(state),
         Ok((method, path, _)) => {
             match auth::admit_prefetching(state, headers, arrived, |_| ()).await {
                 Err(refusal) => refusal.into_response(),

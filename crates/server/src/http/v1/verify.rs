@@ -119,11 +119,7 @@ async fn check(
         }) if visible(&auth.principal, &found.key) => {
             let mut view = refused(failure);
             view.key = Some(KeyView::new(&found.key, now));
-            view.agent = Some(WhoamiAgent {
-                id: found.key.agent.to_string(),
-                name: found.agent_name.clone(),
-                capabilities: found.capabilities.names(),
-            });
+            view.agent = Some(WhoamiAgent::of(&found));
             return Ok(answer(view));
         }
         // Malformed, unknown, or somebody else's: nothing to show.
